@@ -1,0 +1,297 @@
+"""The ``assay`` command line.
+
+Exit status: 0 every selected control passed (or is waived, attested or not
+applicable), 1 a control failed or could not be decided, 2 bad usage or
+configuration. Errors the user must fix are printed without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Sequence
+
+from assay import __version__
+from assay.errors import AssayError, UsageError
+
+__all__ = ["main"]
+
+logger = logging.getLogger("assay")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+FAILING = ("failed", "error", "expired")
+
+COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
+
+
+def command(name: str):
+    """Register a function that adds one subcommand to the parser."""
+
+    def register(add: Callable[[argparse.ArgumentParser], None]):
+        COMMANDS[name] = add
+        return add
+
+    return register
+
+
+def _config_path(args: argparse.Namespace) -> Path | None:
+    return Path(args.config) if getattr(args, "config", None) else None
+
+
+def _parse_controls(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+# run -------------------------------------------------------------------------
+
+
+def default_report_dir(report_root: Path) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    folder = report_root / stamp
+    suffix = 1
+    while folder.exists():
+        suffix += 1
+        folder = report_root / f"{stamp}-{suffix}"
+    return folder
+
+
+def pytest_arguments(
+    config_file: Path,
+    report_dir: Path,
+    *,
+    controls: list[str] | None,
+    workers: int,
+    verbose: bool,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """Build the pytest command line that runs the shipped checks."""
+    checks = Path(str(resources.files("assay.checks")))
+    ini = Path(str(resources.files("assay"))) / "run.ini"
+    args = [
+        str(checks),
+        "-c",
+        str(ini),
+        "--rootdir",
+        str(checks),
+        "-p",
+        "assay.fixtures",
+        "--assay-config",
+        str(config_file.resolve()),
+        "--assay-report-dir",
+        str(report_dir.resolve()),
+        "--junitxml",
+        str(report_dir.resolve() / "junit.xml"),
+        "-q",
+        "--tb=short" if verbose else "--tb=no",
+    ]
+    if controls:
+        args += ["--assay-controls", ",".join(controls)]
+    if workers > 1:
+        args += ["-n", str(workers)]
+    return args + list(extra)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    import pytest
+
+    from assay.catalog import load_catalog
+    from assay.config import find_config, load_config
+    from assay.evidence import load_evidence
+
+    config_file = _config_path(args) or find_config()
+    config = load_config(config_file)
+    controls = _parse_controls(args.controls)
+    load_catalog().select(controls)
+    report_dir = (
+        Path(args.report_dir)
+        if args.report_dir
+        else default_report_dir(config.path(config.evidence.report_dir))
+    )
+    report_dir.mkdir(parents=True, exist_ok=True)
+
+    status = pytest.main(
+        pytest_arguments(
+            config_file,
+            report_dir,
+            controls=controls,
+            workers=args.workers,
+            verbose=args.verbose,
+            extra=args.pytest_args,
+        )
+    )
+    if status in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
+        print(f"assay: pytest stopped with {status.name}", file=sys.stderr)
+        return EXIT_USAGE if status == pytest.ExitCode.USAGE_ERROR else EXIT_FAILED
+    if status == pytest.ExitCode.INTERRUPTED:
+        print("assay: interrupted", file=sys.stderr)
+        return 130
+    if status == pytest.ExitCode.NO_TESTS_COLLECTED:
+        print("assay: no check ran, so nothing was proved", file=sys.stderr)
+        return EXIT_FAILED
+
+    evidence = load_evidence(report_dir)
+    print(f"evidence: {report_dir}")
+    if evidence.get("usage_errors"):
+        for message in evidence["usage_errors"]:
+            print(f"assay: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    if evidence["run"].get("catalog_errors"):
+        return EXIT_FAILED
+    if any(c["status"] in FAILING for c in evidence["controls"]):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+@command("run")
+def _add_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="path of assay.yaml (default: ./assay.yaml)")
+    parser.add_argument(
+        "--controls", help="comma-separated control ids to run (default: all)"
+    )
+    parser.add_argument(
+        "--report-dir",
+        help="folder for this run's evidence (default: reports/<UTC time>)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="pytest-xdist worker processes (default: 1)",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="show pytest's tracebacks for checks"
+    )
+    parser.add_argument(
+        "pytest_args",
+        nargs="*",
+        help="extra pytest arguments, after --",
+    )
+    parser.set_defaults(handler=run_command)
+
+
+# lint ------------------------------------------------------------------------
+
+
+def lint_command(args: argparse.Namespace) -> int:
+    from assay.config import find_config, load_config
+    from assay.lint import lint, render
+
+    config = load_config(_config_path(args) or find_config())
+    findings = lint(config, controls=_parse_controls(args.controls))
+    sys.stdout.write(render(findings, args.format))
+    return EXIT_FAILED if any(f.blocking for f in findings) else EXIT_OK
+
+
+@command("lint")
+def _add_lint(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="path of assay.yaml (default: ./assay.yaml)")
+    parser.add_argument(
+        "--format",
+        choices=("text", "json", "github"),
+        default="text",
+        help="text for people, json for tools, github for workflow annotations",
+    )
+    parser.add_argument(
+        "--controls", help="comma-separated control ids to lint (default: all)"
+    )
+    parser.set_defaults(handler=lint_command)
+
+
+# controls --------------------------------------------------------------------
+
+
+def controls_command(args: argparse.Namespace) -> int:
+    from assay.catalog import load_catalog
+
+    catalog = load_catalog()
+    if args.format == "json":
+        rows = [
+            {
+                "id": c.id,
+                "title": c.title,
+                "claim": c.claim,
+                "criteria": list(c.criteria),
+                "severity": c.severity,
+                "type": c.type,
+                "checks": list(c.checks),
+            }
+            for c in catalog.controls
+        ]
+        print(json.dumps({"controls": rows}, indent=2))
+        return EXIT_OK
+    for control in catalog.controls:
+        criteria = ", ".join(control.criteria)
+        print(f"{control.id:6} {control.severity:8} {control.title}  [{criteria}]")
+        print(f"       {control.claim}")
+    return EXIT_OK
+
+
+@command("controls")
+def _add_controls(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.set_defaults(handler=controls_command)
+
+
+# entry -----------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="assay",
+        description="Prove security claims with pytest against real systems.",
+    )
+    parser.add_argument("--version", action="version", version=f"assay {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("ASSAY_LOG_LEVEL", "WARNING"),
+        help="logging level for Assay's own messages (default: WARNING)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, add in COMMANDS.items():
+        add(sub.add_parser(name, help=(add.__doc__ or "").strip() or None))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit status."""
+    _load_extra_commands()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return args.handler(args)
+    except UsageError as exc:
+        print(f"assay: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except AssayError as exc:
+        print(f"assay: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print("assay: interrupted", file=sys.stderr)
+        return 130
+
+
+def _load_extra_commands() -> None:
+    """Import the modules that register further subcommands, if present."""
+    import importlib
+
+    for module in ("assay.evidence_cli", "assay.integrations.cli"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

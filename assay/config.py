@@ -1,0 +1,451 @@
+"""The target contract, ``assay.yaml``, as one frozen object.
+
+Each section of the file is a frozen dataclass below. The loader walks the
+dataclass fields, so a section documents its keys once: the field name is the
+key, the type is what is accepted, the default is what an absent key means.
+Unknown keys are rejected with the nearest valid key suggested, and every
+error names the file, the line, the key and the value.
+
+Precedence is command line, then file, then default: the CLI passes its
+options to ``load_config`` as overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from assay.errors import ConfigError
+from assay.yamlfile import LocatedYaml, load_yaml
+
+__all__ = [
+    "AppConfig",
+    "AttestedConfig",
+    "Config",
+    "DatabaseConfig",
+    "EncryptionConfig",
+    "EvidenceConfig",
+    "ExemptTable",
+    "IndexerConfig",
+    "MembershipConfig",
+    "MigrationsConfig",
+    "ServiceRoleConfig",
+    "TenancyConfig",
+    "WebhookConfig",
+    "find_config",
+    "load_config",
+]
+
+CONFIG_NAME = "assay.yaml"
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """How Assay gets a PostgreSQL server to migrate and attack."""
+
+    provider: Literal["auto", "url", "docker", "local", "pypi"] = "auto"
+    url: str | None = None
+    flavor: Literal["supabase", "postgres"] = "supabase"
+    image: str = "postgres:15"
+    bindir: str | None = None
+
+
+@dataclass(frozen=True)
+class MigrationsConfig:
+    """Where the migrations live and how to read them."""
+
+    path: str = "supabase/migrations"
+    variables: dict[str, str] = field(default_factory=dict)
+    setup: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MembershipConfig:
+    """The table that says which user belongs to which tenant."""
+
+    table: str = "public.members"
+    tenant_column: str = "organization_id"
+    user_column: str = "user_id"
+
+
+@dataclass(frozen=True)
+class ExemptTable:
+    """A table outside the tenant-isolation claim, with the reason why."""
+
+    table: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TenancyConfig:
+    """What a tenant is and how a session acts as one of its users."""
+
+    column: str = "organization_id"
+    tenant_table: str = "public.organizations"
+    membership: MembershipConfig | None = field(default_factory=MembershipConfig)
+    act_as: str = "supabase"
+    role: str = "authenticated"
+    anon_role: str = "anon"
+    schemas: list[str] = field(default_factory=lambda: ["public"])
+    exempt: list[ExemptTable] = field(default_factory=list)
+    seed_sql: str | None = None
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """The application under test: started by Assay, or already running."""
+
+    command: str | None = None
+    url: str | None = None
+    cwd: str = "."
+    env: dict[str, str] = field(default_factory=dict)
+    ready_path: str = "/health"
+    ready_timeout: float = 20.0
+    jwt_secret: str | None = None
+    log: str | None = None
+
+
+@dataclass(frozen=True)
+class EncryptionConfig:
+    """Where the application keeps encrypted tokens and which key it reads."""
+
+    key_env: str = "TOKEN_ENCRYPTION_KEY"
+    key_encoding: Literal["base64", "hex", "raw"] = "base64"
+    token_columns: list[str] = field(default_factory=list)
+    secret_columns: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """One provider's inbound webhook receiver."""
+
+    path: str
+    side_effect_sql: str
+    register: str | None = None
+
+
+@dataclass(frozen=True)
+class IndexerConfig:
+    """The command or endpoint that indexes a repository."""
+
+    command: str | None = None
+    endpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceRoleConfig:
+    """Where to look for service-role client use and how it is justified."""
+
+    paths: list[str] = field(default_factory=list)
+    patterns: list[str] = field(default_factory=list)
+    marker: str = "service-role:"
+
+
+@dataclass(frozen=True)
+class AttestedConfig:
+    """An attested control's evidence file, owner and maximum age."""
+
+    control: str
+    file: str
+    owner: str
+    max_age_days: int
+
+
+@dataclass(frozen=True)
+class EvidenceConfig:
+    """Where evidence goes and how it is signed."""
+
+    report_dir: str = "reports"
+    signing_key_env: str = "ASSAY_SIGNING_KEY"
+    public_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole of assay.yaml, resolved. Paths are relative to `root`."""
+
+    file: str
+    root: Path
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    migrations: MigrationsConfig = field(default_factory=MigrationsConfig)
+    tenancy: TenancyConfig | None = None
+    app: AppConfig | None = None
+    encryption: EncryptionConfig | None = None
+    webhooks: dict[str, WebhookConfig] = field(default_factory=dict)
+    indexer: IndexerConfig | None = None
+    service_role: ServiceRoleConfig | None = None
+    attested: list[AttestedConfig] = field(default_factory=list)
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
+    lines: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def path(self, relative: str) -> Path:
+        """Resolve a path from the file against the folder holding assay.yaml."""
+        return (self.root / os.path.expandvars(relative)).resolve()
+
+    def where(self, *keys: str | int) -> tuple[str, int | None]:
+        """Return (file, line) of a key path, for error messages."""
+        path = tuple(keys)
+        while path:
+            if path in self.lines:
+                return self.file, self.lines[path]
+            path = path[:-1]
+        return self.file, None
+
+    def error(self, keys: tuple, value: object, reason: str, fix: str) -> ConfigError:
+        """Build a ConfigError located at a key path of this file."""
+        file, line = self.where(*keys)
+        return ConfigError(
+            reason,
+            file=file,
+            line=line,
+            key=".".join(map(str, keys)),
+            value=value,
+            fix=fix,
+        )
+
+
+_TOP_LEVEL_SKIP = {"file", "root", "lines"}
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(tp))
+    if origin in (list, tuple):
+        return "a list"
+    if origin is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    if tp is str:
+        return "a string"
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    return getattr(tp, "__name__", str(tp))
+
+
+class _Builder:
+    """Turns located YAML data into the frozen dataclasses, or fails precisely."""
+
+    def __init__(self, located: LocatedYaml) -> None:
+        self.located = located
+
+    def fail(self, path: tuple, value: object, reason: str, fix: str) -> ConfigError:
+        return ConfigError(
+            reason,
+            file=self.located.file,
+            line=self.located.line(path),
+            key=".".join(map(str, path)) or "(document)",
+            value=value,
+            fix=fix,
+        )
+
+    def build(self, tp: Any, value: Any, path: tuple) -> Any:
+        origin = typing.get_origin(tp)
+        args = typing.get_args(tp)
+
+        if origin in (typing.Union, types.UnionType):
+            if value is None and type(None) in args:
+                return None
+            inner = [a for a in args if a is not type(None)]
+            return self.build(inner[0], value, path)
+
+        if origin is Literal:
+            if value not in args:
+                close = difflib.get_close_matches(str(value), [str(a) for a in args], 1)
+                hint = f"Did you mean {close[0]!r}? " if close else ""
+                raise self.fail(
+                    path, value, "invalid value", f"{hint}Use {_type_name(tp)}"
+                )
+            return value
+
+        if origin is list or origin is tuple:
+            if value is None:
+                return [] if origin is list else ()
+            if not isinstance(value, list):
+                raise self.fail(path, value, "expected a list", "Write it as a YAML list")
+            items = [self.build(args[0], v, path + (i,)) for i, v in enumerate(value)]
+            return items if origin is list else tuple(items)
+
+        if origin is dict:
+            if value is None:
+                return {}
+            if not isinstance(value, dict):
+                raise self.fail(path, value, "expected a mapping", "Write key: value pairs")
+            return {
+                str(k): self.build(args[1], v, path + (k,)) for k, v in value.items()
+            }
+
+        if dataclasses.is_dataclass(tp):
+            return self.build_dataclass(tp, value, path)
+
+        return self.build_scalar(tp, value, path)
+
+    def build_scalar(self, tp: Any, value: Any, path: tuple) -> Any:
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+        elif tp is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+        elif tp is float:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+        elif tp is str:
+            if isinstance(value, str):
+                return value
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return str(value)
+        else:
+            return value
+        raise self.fail(
+            path, value, f"expected {_type_name(tp)}", f"Write {_type_name(tp)}"
+        )
+
+    def build_dataclass(self, cls: type, value: Any, path: tuple) -> Any:
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise self.fail(
+                path, value, "expected a mapping", f"Write the keys of {cls.__name__}"
+            )
+        hints = typing.get_type_hints(cls)
+        fields = {
+            f.name: f
+            for f in dataclasses.fields(cls)
+            if not (cls is Config and f.name in _TOP_LEVEL_SKIP)
+        }
+        for key in value:
+            if key not in fields:
+                close = difflib.get_close_matches(key, list(fields), 1, 0.5)
+                fix = (
+                    f"Did you mean {close[0]!r}?"
+                    if close
+                    else "Valid keys: " + ", ".join(sorted(fields))
+                )
+                raise self.fail(path + (key,), value[key], "unknown key", fix)
+
+        kwargs = {}
+        for name, f in fields.items():
+            if name in value:
+                kwargs[name] = self.build(hints[name], value[name], path + (name,))
+            elif f.default is dataclasses.MISSING and (
+                f.default_factory is dataclasses.MISSING
+            ):
+                raise self.fail(
+                    path + (name,),
+                    None,
+                    "missing required key",
+                    f"Add {name}: ({_type_name(hints[name])}) under "
+                    f"{'.'.join(map(str, path)) or 'the document'}",
+                )
+        return cls, kwargs
+
+
+def _materialise(built: Any) -> Any:
+    """Instantiate the (cls, kwargs) pairs produced by the builder, inside out."""
+    if isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], type):
+        cls, kwargs = built
+        return cls(**{k: _materialise(v) for k, v in kwargs.items()})
+    if isinstance(built, list):
+        return [_materialise(v) for v in built]
+    if isinstance(built, tuple):
+        return tuple(_materialise(v) for v in built)
+    if isinstance(built, dict):
+        return {k: _materialise(v) for k, v in built.items()}
+    return built
+
+
+def find_config(start: Path | None = None) -> Path:
+    """Return ./assay.yaml, or raise a ConfigError saying how to point at one."""
+    candidate = (start or Path.cwd()) / CONFIG_NAME
+    if candidate.is_file():
+        return candidate
+    raise ConfigError(
+        "no assay.yaml in the current folder",
+        file=str(candidate),
+        fix="Run Assay from the project root or pass --config PATH",
+    )
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Load and validate assay.yaml; every problem raises ConfigError."""
+    path = path or find_config()
+    display = os.path.relpath(path) if path.is_absolute() else str(path)
+    located = load_yaml(path, display=display)
+    data = located.data if located.data is not None else {}
+    builder = _Builder(located)
+    if not isinstance(data, dict):
+        raise builder.fail((), data, "expected a mapping of sections", "See README")
+
+    cls, kwargs = builder.build_dataclass(Config, data, ())
+    sections = {k: _materialise(v) for k, v in kwargs.items()}
+    config = Config(
+        file=display,
+        root=path.resolve().parent,
+        lines=dict(located.lines),
+        **sections,
+    )
+    _check(config)
+    return config
+
+
+def _qualified(name: str) -> bool:
+    return "." in name and all(part for part in name.split("."))
+
+
+def _check(config: Config) -> None:
+    """Cross-field rules that the types alone cannot express."""
+    db = config.database
+    if db.provider == "url" and not db.url:
+        raise config.error(
+            ("database", "provider"),
+            db.provider,
+            "provider url needs database.url",
+            "Add url: postgresql://USER@HOST/DB or use provider auto",
+        )
+
+    tenancy = config.tenancy
+    if tenancy is not None:
+        if not _qualified(tenancy.tenant_table):
+            raise config.error(
+                ("tenancy", "tenant_table"),
+                tenancy.tenant_table,
+                "table name must be schema-qualified",
+                f"Write public.{tenancy.tenant_table}",
+            )
+        if tenancy.act_as != "supabase" and not any(
+            marker in tenancy.act_as for marker in ("{user_id}", "{tenant_id}")
+        ):
+            raise config.error(
+                ("tenancy", "act_as"),
+                tenancy.act_as,
+                "act_as is neither 'supabase' nor a SQL template",
+                "Write supabase, or SQL using {user_id} and {tenant_id}, e.g. "
+                "set local app.tenant_id = {tenant_id}",
+            )
+        if tenancy.membership is None and not tenancy.seed_sql:
+            raise config.error(
+                ("tenancy", "membership"),
+                None,
+                "no membership table and no seed_sql",
+                "Name the membership table, or give seed_sql that creates members",
+            )
+        for index, exempt in enumerate(tenancy.exempt):
+            if not exempt.reason.strip():
+                raise config.error(
+                    ("tenancy", "exempt", index, "reason"),
+                    exempt.reason,
+                    "an exemption needs a reason",
+                    "Say why the table holds no customer data",
+                )
