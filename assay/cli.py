@@ -109,7 +109,7 @@ def run_command(args: argparse.Namespace) -> int:
     config_file = _config_path(args) or find_config()
     config = load_config(config_file)
     controls = _parse_controls(args.controls)
-    load_catalog().select(controls)
+    load_catalog(config.catalog_dir()).select(controls)
     report_dir = (
         Path(args.report_dir)
         if args.report_dir
@@ -210,8 +210,12 @@ def _add_lint(parser: argparse.ArgumentParser) -> None:
 
 def controls_command(args: argparse.Namespace) -> int:
     from assay.catalog import load_catalog
+    from assay.config import load_config
 
-    catalog = load_catalog()
+    folder = None
+    if args.config or Path("assay.yaml").is_file():
+        folder = load_config(_config_path(args)).catalog_dir()
+    catalog = load_catalog(folder)
     if args.format == "json":
         rows = [
             {
@@ -236,6 +240,7 @@ def controls_command(args: argparse.Namespace) -> int:
 
 @command("controls")
 def _add_controls(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="path of assay.yaml (default: ./assay.yaml)")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.set_defaults(handler=controls_command)
 

@@ -182,7 +182,12 @@ class Config:
     service_role: ServiceRoleConfig | None = None
     attested: list[AttestedConfig] = field(default_factory=list)
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
+    controls_dir: str | None = None
     lines: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def catalog_dir(self) -> Path | None:
+        """The folder of a team's own control catalog, if it has one."""
+        return self.path(self.controls_dir) if self.controls_dir else None
 
     def path(self, relative: str) -> Path:
         """Resolve a path from the file against the folder holding assay.yaml."""

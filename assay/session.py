@@ -89,7 +89,8 @@ class AssayRun:
         self.config: Config = load_config(Path(config.getoption("assay_config")))
         wanted = config.getoption("assay_controls")
         selected = [c.strip() for c in wanted.split(",") if c.strip()] if wanted else None
-        self.catalog: Catalog = load_catalog().select(selected)
+        self.full_catalog: Catalog = load_catalog(self.config.catalog_dir())
+        self.catalog: Catalog = self.full_catalog.select(selected)
         report_dir = config.getoption("assay_report_dir")
         self.report_dir = Path(report_dir) if report_dir else None
         self.started = time.time()
@@ -119,7 +120,7 @@ class AssayRun:
     def pytest_collection_modifyitems(
         self, session: pytest.Session, config: pytest.Config, items: list
     ) -> None:
-        full = load_catalog()
+        full = self.full_catalog
         named = {name for control in full.controls for name in control.checks}
         seen: set[str] = set()
         keep, drop = [], []
