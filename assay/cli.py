@@ -145,6 +145,9 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if evidence["run"].get("catalog_errors"):
         return EXIT_FAILED
+    if evidence["run"].get("canary_leaks"):
+        print("assay: planted canary values leaked into the evidence", file=sys.stderr)
+        return EXIT_FAILED
     if any(c["status"] in FAILING for c in evidence["controls"]):
         return EXIT_FAILED
     return EXIT_OK

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from assay.canaries import find_canaries, registered, registry_dir
 from assay.catalog import Catalog, load_catalog
 from assay.config import Config, load_config
 from assay.errors import AssayError, UsageError
@@ -102,6 +104,9 @@ class AssayRun:
         self.not_applicable: dict[str, str] = {}
         self.join_errors: list[str] = []
         self.is_worker = hasattr(config, "workerinput")
+        if not self.is_worker:
+            # Created before xdist starts workers, so they inherit its location.
+            self.canary_dir = registry_dir()
 
     # Collection ---------------------------------------------------------------
 
@@ -264,11 +269,39 @@ class AssayRun:
                 )
             except AssayError as exc:
                 self.usage_errors.append(str(exc))
+            self.scan_for_canaries()
+        shutil.rmtree(self.canary_dir, ignore_errors=True)
         session.config.stash[RESULTS_KEY] = {
             "results": self.results,
             "usage_errors": self.usage_errors,
             "join_errors": self.join_errors,
         }
+
+    def scan_for_canaries(self) -> None:
+        """Fail the run if any evidence file holds a canary this run planted."""
+        files = [p for p in self.report_dir.rglob("*") if p.is_file()]
+        hits = find_canaries(files, registered())
+        if not hits:
+            return
+        leaks = [
+            {
+                "file": str(path.relative_to(self.report_dir)),
+                "canary": canary.redacted(),
+                "encoding": form,
+            }
+            for path, canary, form in hits
+        ]
+        for path in {path for path, _, _ in hits}:
+            # The leaked value must not stay on disk in the evidence folder.
+            path.write_text(
+                "removed by Assay: this file contained a planted canary value\n"
+            )
+        self.run_info["canary_leaks"] = leaks
+        evidence_path = self.report_dir / "evidence.json"
+        evidence = json.loads(evidence_path.read_text("utf-8"))
+        evidence["run"]["canary_leaks"] = leaks
+        evidence_path.write_text(json.dumps(evidence, indent=2, default=str) + "\n")
+        logger.error("canary values leaked into the evidence: %s", leaks)
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config) -> None:
         if self.is_worker or not hasattr(self, "results"):
