@@ -198,7 +198,10 @@ class StripeSigner(HmacSigner):
 
 
 class StandardWebhooksSigner(HmacSigner):
-    """``v1,{base64}`` over ``{id}.{timestamp}.{body}``, keyed by base64 after whsec_."""
+    """``v1,{base64}`` over ``{id}.{timestamp}.{body}``.
+
+    The key is the base64-decoded part of the secret after ``whsec_``.
+    """
 
     def key(self, secret: str) -> bytes:
         encoded = secret.removeprefix("whsec_")
