@@ -8,16 +8,21 @@ create table public.tickets (
     subject text,
     status text not null default 'open',
     created_at timestamptz not null default now(),
-    unique (organization_id, provider, external_id)
+    unique (organization_id, provider, external_id),
+    unique (id, organization_id)
 );
 
 create table public.ticket_comments (
     id uuid primary key default gen_random_uuid(),
     organization_id uuid not null references public.organizations (id) on delete cascade,
-    ticket_id uuid not null references public.tickets (id) on delete cascade,
+    ticket_id uuid not null,
     body text not null,
     author text,
-    created_at timestamptz not null default now()
+    created_at timestamptz not null default now(),
+    -- The composite key keeps a comment in its ticket's organisation: a member
+    -- of one tenant cannot attach a comment to another tenant's ticket.
+    foreign key (ticket_id, organization_id)
+        references public.tickets (id, organization_id) on delete cascade
 );
 
 -- Deliveries already processed, so a replayed event has no second effect.
