@@ -99,7 +99,14 @@ class TenancyConfig:
 
 @dataclass(frozen=True)
 class AppConfig:
-    """The application under test: started by Assay, or already running."""
+    """The application under test: started by Assay, or already running.
+
+    `command`, the values of `env` and `logs` may use {port}, {host},
+    {database_url} (a postgresql:// URL), {dsn} (libpq key=value), {key} (the
+    encoded encryption key), {jwt_secret}, {log_dir} and {python} (the
+    interpreter running Assay). `url` instead names an application someone
+    else started; checks that need Assay's own key are then not applicable.
+    """
 
     command: str | None = None
     url: str | None = None
@@ -107,13 +114,21 @@ class AppConfig:
     env: dict[str, str] = field(default_factory=dict)
     ready_path: str = "/health"
     ready_timeout: float = 20.0
+    port: int | None = None
     jwt_secret: str | None = None
-    log: str | None = None
+    logs: list[str] = field(default_factory=list)
+    providers: dict[str, str] = field(default_factory=dict)
+    openapi_path: str | None = "/openapi.json"
 
 
 @dataclass(frozen=True)
 class EncryptionConfig:
-    """Where the application keeps encrypted tokens and which key it reads."""
+    """Where the application keeps encrypted tokens and which key it reads.
+
+    Columns are ``schema.table.column``. Requests are ``METHOD /path`` with
+    {provider} filled in; `oauth_start` must answer with a redirect whose
+    ``state`` parameter is passed on to `oauth_callback` with a ``code``.
+    """
 
     key_env: str = "TOKEN_ENCRYPTION_KEY"
     key_encoding: Literal["base64", "hex", "raw"] = "base64"
@@ -121,6 +136,15 @@ class EncryptionConfig:
     secret_columns: list[str] = field(default_factory=list)
 
 
+    token_providers: list[str] = field(default_factory=list)
+    secret_providers: list[str] = field(default_factory=list)
+    oauth_start: str = "GET /oauth/{provider}/start"
+    oauth_callback: str = "GET /oauth/{provider}/callback"
+    use_token: str = "POST /api/integrations/{provider}/sync"
+    store_secret: str = "PUT /api/webhook-secrets/{provider}"
+    secret_field: str = "secret"
+    use_secret: str | None = None
+    endpoints: list[str] = field(default_factory=list)
 @dataclass(frozen=True)
 class WebhookConfig:
     """One provider's inbound webhook receiver."""
