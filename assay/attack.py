@@ -169,7 +169,7 @@ class Attack:
         )
         touched_query = sql.SQL(
             "select count(*) from {} where ({}) and xmin::text = "
-            "(pg_current_xact_id()::text::bigint % 4294967296)::text"
+            "(pg_current_xact_id()::text::bigint %% 4294967296)::text"
         ).format(_ident(table), where)
         started = time.perf_counter()
         self.probes += 1
@@ -448,7 +448,7 @@ class Attack:
             return []
         results = []
         for fk in info.foreign_keys:
-            if owner in fk.columns or fk.parent == "auth.users":
+            if fk.parent in ("auth.users", self.seed.tenant_table) or fk.columns == (owner,):
                 continue
             parent_owner = self.seed.owner_of(fk.parent)
             parent_row = self._sample(fk.parent, "B")
@@ -456,7 +456,8 @@ class Attack:
                 continue
             values = self.new_row(info, own, "A")
             for child_column, parent_column in zip(fk.columns, fk.parent_columns):
-                values[child_column] = parent_row[parent_column]
+                if child_column != owner:
+                    values[child_column] = parent_row[parent_column]
             query, params = self.insert_statement(info, values)
             result = self.run_fk(table, self.actors[MEMBER], query, params, fk.parent)
             results.append(result)

@@ -14,7 +14,7 @@ from typing import Iterable
 
 from assay.config import TenancyConfig
 from assay.findings import Finding
-from assay.predicates import analyse
+from assay.predicates import analyse, function_infos
 
 __all__ = [
     "COMMANDS",
@@ -178,11 +178,17 @@ def _is_false(text: str | None) -> bool:
     return text is not None and text.strip().lower() in FALSE_TEXTS
 
 
-def _function_infos(model) -> dict:
-    infos = {}
-    for name, function in model.functions.items():
-        infos[name] = function[0] if isinstance(function, list) and function else function
-    return infos
+def _analysis_context(model) -> tuple[dict, dict]:
+    """Helper functions and table columns, computed once per model."""
+    cached = getattr(model, "_assay_context", None)
+    if cached is None:
+        tables = {name: list(_columns(model, table)) for name, table in model.tables.items()}
+        cached = (function_infos(model), tables)
+        try:
+            model._assay_context = cached
+        except AttributeError:
+            pass
+    return cached
 
 
 def _policy_problems(model, table, policy, command, scope) -> list[tuple[str, str, str]]:
@@ -197,8 +203,9 @@ def _policy_problems(model, table, policy, command, scope) -> list[tuple[str, st
             continue
         if _is_false(text):
             continue
+        functions, tables = _analysis_context(model)
         result = analyse(
-            text, table=table.name, columns=columns, functions=_function_infos(model)
+            text, table=table.name, columns=columns, functions=functions, tables=tables
         )
         if result.user_metadata:
             problems.append(
