@@ -62,16 +62,17 @@ class Actor:
 
 def become(cur: psycopg.Cursor, actor: Actor, tenancy: TenancyConfig) -> None:
     """Make the current transaction act as `actor` (call inside a transaction)."""
-    cur.execute(sql.SQL("set local role {}").format(sql.Identifier(actor.role)))
     if tenancy.act_as == "supabase":
-        claims = actor.claims()
+        # One round trip: set_config('role', ..., true) is SET LOCAL ROLE.
         cur.execute(
             "select set_config('request.jwt.claims', %s, true), "
             "set_config('request.jwt.claim.sub', %s, true), "
-            "set_config('request.jwt.claim.role', %s, true)",
-            (claims, actor.user_id or "", actor.role),
+            "set_config('request.jwt.claim.role', %s, true), "
+            "set_config('role', %s, true)",
+            (actor.claims(), actor.user_id or "", actor.role, actor.role),
         )
         return
+    cur.execute(sql.SQL("set local role {}").format(sql.Identifier(actor.role)))
     statement = tenancy.act_as.format(
         user_id=_literal(actor.user_id), tenant_id=_literal(actor.tenant_id)
     )

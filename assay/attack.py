@@ -80,13 +80,16 @@ class Attack:
     """Runs every probe against one seeded database."""
 
     def __init__(self, dsn: str, seed: Seed, tenancy: TenancyConfig) -> None:
-        self.conn = psycopg.connect(dsn, autocommit=False)
+        # Autocommit: each probe sends its own begin and rollback in a pipeline.
+        self.conn = psycopg.connect(dsn, autocommit=True)
+
         self.seed = seed
         self.tenancy = tenancy
         self.values = ValueMaker()
         self.values.counter = 10_000
         self.probes = 0
         self.seconds = 0.0
+        self._counts: dict[tuple[str, str], int] = {}
         a, b = seed.tenant("A"), seed.tenant("B")
         member = a.members[0]
         self.actors = {
@@ -163,51 +166,54 @@ class Attack:
     ) -> ProbeResult:
         statement = _render(self.conn, query, params)
         result = ProbeResult(table, operation, actor.kind, statement, "denied")
-        where, where_params = self.foreign_filter(table, actor)
-        count_query = sql.SQL("select count(*) from {} where {}").format(
-            _ident(table), where
-        )
-        touched_query = sql.SQL(
-            "select count(*) from {} where ({}) and xmin::text = "
-            "(pg_current_xact_id()::text::bigint %% 4294967296)::text"
-        ).format(_ident(table), where)
+        writes = operation != "SELECT"
         started = time.perf_counter()
         self.probes += 1
-        try:
+        if writes:
             with self.conn.cursor() as cur:
-                cur.execute(count_query, where_params)
-                before = cur.fetchone()[0]
-                become(cur, actor, self.tenancy)
-                # No savepoint: rows written in a subtransaction would carry its
-                # xid, and the xmin test below looks for the top-level one.
-                try:
-                    cur.execute(query, params)
-                    rows = []
-                    if cur.description is not None:
-                        names = [d.name for d in cur.description]
-                        rows = [dict(zip(names, r)) for r in cur.fetchall()]
-                except psycopg.Error as exc:
-                    state = exc.sqlstate or ""
-                    result.sqlstate = state
-                    message = (exc.diag.message_primary or str(exc)).strip()
-                    if state in DENIED_STATES or (
-                        actor.kind == MALFORMED_CLAIMS and state in CLAIM_PARSE_STATES
-                    ):
-                        result.detail = message
-                        return result
-                    result.outcome = "error"
-                    result.detail = f"SQLSTATE {state}: {message}"
-                    return result
+                before, count_query, touched_query, where_params = self._baseline(
+                    cur, table, actor
+                )
+        # No savepoint: rows written in a subtransaction would carry its xid,
+        # and the xmin test below looks for the top-level one.
+        cur = self.conn.cursor()
+        try:
+            cur.execute("begin")
+            become(cur, actor, self.tenancy)
+            cur.execute(query, params)
+            rows = []
+            if cur.description is not None:
+                names = [d.name for d in cur.description]
+                rows = [dict(zip(names, r)) for r in cur.fetchall()]
+            if writes:
                 cur.execute("reset role")
                 cur.execute(count_query, where_params)
                 after = cur.fetchone()[0]
                 cur.execute(touched_query, where_params)
                 touched = cur.fetchone()[0]
+        except psycopg.Error as exc:
+            self.seconds += time.perf_counter() - started
+            state = exc.sqlstate or ""
+            result.sqlstate = state
+            message = (exc.diag.message_primary or str(exc)).strip()
+            if state in DENIED_STATES or (
+                actor.kind == MALFORMED_CLAIMS and state in CLAIM_PARSE_STATES
+            ):
+                result.detail = message
+                return result
+            result.outcome = "error"
+            result.detail = f"SQLSTATE {state}: {message}"
+            return result
+        finally:
+            cur.execute("rollback")
+            cur.close()
+        self.seconds += time.perf_counter() - started
+        if True:
             seen = [r for r in rows if self.is_foreign(table, actor, r)]
-            if operation == "SELECT" and seen:
+            if not writes and seen:
                 result.outcome = "leak"
                 result.detail = f"read {len(seen)} row(s) of another tenant"
-            elif operation != "SELECT" and (touched or after != before):
+            elif writes and (touched or after != before):
                 result.outcome = "leak"
                 changes = []
                 if touched:
@@ -217,13 +223,25 @@ class Attack:
                 if after > before and not touched:
                     changes.append(f"{after - before} row(s) added to another tenant")
                 result.detail = "; ".join(changes)
-            result.rows = [_shown(r) for r in (seen or rows)[:MAX_ROWS_SHOWN]] if (
-                result.outcome == "leak"
-            ) else []
+            if result.outcome == "leak":
+                result.rows = [_shown(r) for r in (seen or rows)[:MAX_ROWS_SHOWN]]
             return result
-        finally:
-            self.conn.rollback()
-            self.seconds += time.perf_counter() - started
+
+    def _baseline(self, cur, table: str, actor: Actor):
+        """Count the rows `actor` must not reach; cached, since every probe rolls back."""
+        where, where_params = self.foreign_filter(table, actor)
+        count_query = sql.SQL("select count(*) from {} where {}").format(
+            _ident(table), where
+        )
+        touched_query = sql.SQL(
+            "select count(*) from {} where ({}) and xmin::text = "
+            "(pg_current_xact_id()::text::bigint %% 4294967296)::text"
+        ).format(_ident(table), where)
+        key = (table, actor.kind)
+        if key not in self._counts:
+            cur.execute(count_query, where_params)
+            self._counts[key] = cur.fetchone()[0]
+        return self._counts[key], count_query, touched_query, where_params
 
     # Statements ----------------------------------------------------------------------
 
@@ -468,6 +486,7 @@ class Attack:
         result = ProbeResult(table, "FK_CHANNEL", actor.kind, statement, "denied")
         self.probes += 1
         started = time.perf_counter()
+        self.conn.execute("begin")
         try:
             with self.conn.cursor() as cur:
                 become(cur, actor, self.tenancy)
@@ -489,7 +508,7 @@ class Attack:
             )
             return result
         finally:
-            self.conn.rollback()
+            self.conn.execute("rollback")
             self.seconds += time.perf_counter() - started
 
     # TI-5: definer functions and views ------------------------------------------------
@@ -515,6 +534,7 @@ class Attack:
         result = ProbeResult(view, "SELECT", actor.kind, _render(self.conn, query, []), "denied")
         self.probes += 1
         markers = self.foreign_markers() | {str(self.tenant_b)}
+        self.conn.execute("begin")
         try:
             with self.conn.cursor() as cur:
                 become(cur, actor, self.tenancy)
@@ -535,7 +555,7 @@ class Attack:
                 result.rows = [_shown(r) for r in leaked[:MAX_ROWS_SHOWN]]
             return result
         finally:
-            self.conn.rollback()
+            self.conn.execute("rollback")
 
     def call_definer(self, function) -> list[ProbeResult]:
         """Call a definer function as a member of A with B's identifiers."""
@@ -635,6 +655,7 @@ class Attack:
             function.signature, "CALL", actor.kind, _render(self.conn, query, args), "denied"
         )
         self.probes += 1
+        self.conn.execute("begin")
         try:
             with self.conn.cursor() as cur:
                 become(cur, actor, self.tenancy)
@@ -650,7 +671,7 @@ class Attack:
                     result.detail = f"SQLSTATE {exc.sqlstate}: {exc.diag.message_primary}"
             return result
         finally:
-            self.conn.rollback()
+            self.conn.execute("rollback")
 
 
 def _type_kind(type_: str) -> str | None:
@@ -791,6 +812,7 @@ def own_rows_visible(attack: Attack, table: str) -> int | None:
     query = sql.SQL("select count(*) from {} where {}::text = %s").format(
         _ident(table), sql.Identifier(owner)
     )
+    attack.conn.execute("begin")
     try:
         with attack.conn.cursor() as cur:
             become(cur, actor, attack.tenancy)
@@ -799,4 +821,4 @@ def own_rows_visible(attack: Attack, table: str) -> int | None:
     except psycopg.Error:
         return None
     finally:
-        attack.conn.rollback()
+        attack.conn.execute("rollback")

@@ -60,9 +60,9 @@ def render_summary(
             for reason in result["reasons"][:3]:
                 first = reason.splitlines()[0] if reason else ""
                 lines.append(f"    {first}")
-        matrix = result["observations"].get("matrix_summary")
-        if matrix:
-            lines.extend(f"    {row}" for row in matrix)
+        for observed in result["observations"].values():
+            if isinstance(observed, dict) and observed.get("matrix_summary"):
+                lines.extend(f"    {row}" for row in observed["matrix_summary"])
     for error in join_errors or []:
         lines.append(f"  catalog: {error}")
     for error in usage_errors or []:
