@@ -37,6 +37,7 @@ __all__ = [
     "MigrationsConfig",
     "ServiceRoleConfig",
     "TenancyConfig",
+    "VantaConfig",
     "WebhookConfig",
     "find_config",
     "load_config",
@@ -188,6 +189,31 @@ class EvidenceConfig:
     report_dir: str = "reports"
     signing_key_env: str = "ASSAY_SIGNING_KEY"
     public_key: str | None = None
+    # A PEM private key file, read when the environment variable is unset.
+    signing_key_file: str | None = None
+
+
+@dataclass(frozen=True)
+class VantaConfig:
+    """Where `assay upload vanta` sends evidence, and the credentials it reads.
+
+    `documents` maps a file of the evidence folder (report.html) to the id
+    of the Vanta document it is uploaded to. `resource_id` names the custom
+    resource type that receives one resource per control. Secrets are never
+    written here: the file names the environment variables that hold them.
+    """
+
+    base_url: str = "https://api.vanta.com"
+    client_id_env: str = "VANTA_CLIENT_ID"
+    client_secret_env: str = "VANTA_CLIENT_SECRET"
+    scopes: list[str] = field(default_factory=list)
+    documents: dict[str, str] = field(default_factory=dict)
+    resource_id: str | None = None
+    # Link shown on each resource in Vanta; {control} and {commit} are filled in.
+    external_url: str | None = None
+    max_retries: int = 5
+    max_wait_seconds: float = 60.0
+    timeout_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -206,6 +232,7 @@ class Config:
     service_role: ServiceRoleConfig | None = None
     attested: list[AttestedConfig] = field(default_factory=list)
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
+    vanta: VantaConfig | None = None
     controls_dir: str | None = None
     lines: dict = field(default_factory=dict, repr=False, compare=False)
 

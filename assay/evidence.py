@@ -190,3 +190,10 @@ def load_evidence(folder: Path) -> dict[str, Any]:
         ) from None
     except (OSError, ValueError) as exc:
         raise EvidenceError(f"{path}: unreadable evidence ({exc})") from None
+
+
+# The renderers of report.html, OSCAL and SARIF. Imported last because
+# assay.reports imports nothing from this module.
+from assay.reports import default_writers as _default_writers  # noqa: E402
+
+WRITERS.extend(_default_writers())

@@ -257,6 +257,11 @@ class AssayRun:
         if self.join_errors:
             self.run_info["catalog_errors"] = self.join_errors
         if self.report_dir is not None:
+            from assay.manifest import sign_run_folder, signer_for_run
+
+            signer = signer_for_run(
+                self.config, self.report_dir, self.run_info, self.usage_errors
+            )
             try:
                 write_run_evidence(
                     self.report_dir,
@@ -270,6 +275,8 @@ class AssayRun:
             except AssayError as exc:
                 self.usage_errors.append(str(exc))
             self.scan_for_canaries()
+            # Signed last, so the manifest covers the files as the canary scan left them.
+            sign_run_folder(self.report_dir, signer)
         shutil.rmtree(self.canary_dir, ignore_errors=True)
         session.config.stash[RESULTS_KEY] = {
             "results": self.results,

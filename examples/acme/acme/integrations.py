@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 import uuid
 from typing import Any, Callable
@@ -31,7 +32,8 @@ from acme.vault import DecryptionError
 logger = logging.getLogger("acme.integrations")
 
 STATE_TTL_SECONDS = 600
-SECRET_PROVIDERS = ("zendesk", "intercom", "github", "razorpay")
+# Webhook senders are not limited to the OAuth providers (Razorpay, say).
+PROVIDER_NAME = re.compile(r"[a-z][a-z0-9_-]{1,31}")
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -60,8 +62,11 @@ def user_endpoint(handler: Callable[..., Response]) -> Callable[[Request], Respo
     return wrapper
 
 
-def _provider(request: Request, allowed: tuple[str, ...] = PROVIDERS) -> str | None:
+def _provider(request: Request, allowed: tuple[str, ...] | None = PROVIDERS) -> str | None:
+    """Return the path's provider if allowed (any well-formed name when None)."""
     provider = request.path_params["provider"]
+    if allowed is None:
+        return provider if PROVIDER_NAME.fullmatch(provider) else None
     return provider if provider in allowed else None
 
 
@@ -325,7 +330,7 @@ def disconnect(request: Request, claims: dict, organization_id: str) -> Response
 @user_endpoint
 def put_webhook_secret(request: Request, claims: dict, organization_id: str) -> Response:
     """Store the signing secret of a provider's webhooks, sealed."""
-    provider = _provider(request, SECRET_PROVIDERS)
+    provider = _provider(request, None)
     if provider is None:
         return _error(404, "unknown provider")
     try:
