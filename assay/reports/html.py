@@ -8,6 +8,7 @@ page, so the file prints as an auditor's binder.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections import defaultdict
@@ -40,6 +41,7 @@ _RANK = ("failed", "expired", "error", "waived", "attested", "passed", "not_appl
 _RUN_KEYS = ("started", "finished", "duration_seconds", "harness", "python", "git")
 
 
+@functools.cache
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("assay", "templates"),
