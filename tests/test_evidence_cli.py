@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -427,3 +429,53 @@ def test_diff_json_format(tmp_path, capsys):
         ],
         "regressions": 1,
     }
+
+
+# CI examples -----------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def assay_commands(text: str) -> list[list[str]]:
+    """Return the argument lists of every `assay ...` command line in a text."""
+    found = []
+    for line in text.splitlines():
+        if line.strip().startswith("#"):
+            continue
+        for part in re.split(r"&&|\|\||;", line):
+            words = part.replace("run:", " ").replace("- ", " ", 1).split()
+            if len(words) >= 2 and words[0] == "assay":
+                found.append(words[1:])
+    return found
+
+
+def test_workflow_uses_existing_commands():
+    import assay.cli
+
+    text = (REPO / "examples" / "ci" / "github-workflow.yml").read_text()
+    workflow = yaml.safe_load(text)
+    commands = assay_commands(text)
+    assay.cli._load_extra_commands()
+
+    assert set(workflow["jobs"]) == {"lint", "run", "evidence"}
+    assert {c[0] for c in commands} == {"lint", "run", "merge", "verify", "diff", "upload"}
+    for words in commands:
+        assert words[0] in assay.cli.COMMANDS, words
+    parser = assay.cli.build_parser()
+    for words in commands:
+        # Shell variables and globs stand in for real paths here.
+        args = [w.strip('"') for w in words if "${{" not in w]
+        if words[0] == "run":
+            args = ["run", "--controls", "TI-1", "--workers", "2", "--report-dir", "x"]
+        parser.parse_args(args)
+
+
+def test_precommit_hook_runs_lint():
+    hooks = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
+
+    assert [h["id"] for h in hooks] == ["assay-lint"]
+    assert hooks[0]["entry"] == "assay lint"
+    assert hooks[0]["pass_filenames"] is False
+    assert re.search(hooks[0]["files"], "supabase/migrations/0001_init.sql")
+    assert re.search(hooks[0]["files"], "assay.yaml")
+    assert not re.search(hooks[0]["files"], "src/app.py")
