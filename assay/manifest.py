@@ -155,7 +155,10 @@ def load_signer(
 def _signer_from_file(config: Config, key_file: str, report_dir: Path | None) -> Signer:
     path = config.path(key_file)
     keys = ("evidence", "signing_key_file")
-    if report_dir is not None and path.is_relative_to(report_dir.resolve()):
+    evidence_roots = [config.path(config.evidence.report_dir)]
+    if report_dir is not None:
+        evidence_roots.append(report_dir.resolve())
+    if any(path.is_relative_to(root) for root in evidence_roots):
         raise config.error(
             keys,
             key_file,

@@ -263,7 +263,7 @@ def test_signer_rejects_key_inside_evidence(tmp_path, key):
     config = load_config(tmp_path / "assay.yaml")
 
     with pytest.raises(ConfigError) as caught:
-        load_signer(config, environ={}, report_dir=tmp_path / "reports")
+        load_signer(config, environ={}, report_dir=tmp_path / "reports" / "run-1")
 
     assert "inside the evidence folder" in str(caught.value)
     assert "assay.yaml:2" in str(caught.value)
