@@ -58,9 +58,21 @@ def _openapi(config: Config, app: AppClient) -> tuple[list[tuple[str, str]], str
         if not isinstance(item, dict):
             continue
         for method in METHODS:
-            if method in item:
-                found.append((method.upper(), route))
+            operation = item.get(method)
+            if isinstance(operation, dict):
+                found.append((method.upper(), route + _query(operation)))
     return found, f"GET {path}: {len(found)} operations"
+
+
+def _query(operation: dict[str, Any]) -> str:
+    """Return ``?name={name}&...`` for the operation's required query parameters."""
+    names = [
+        p["name"]
+        for p in operation.get("parameters") or []
+        if isinstance(p, dict) and p.get("in") == "query" and p.get("required")
+        and isinstance(p.get("name"), str)
+    ]
+    return "?" + "&".join(f"{n}={{{n}}}" for n in names) if names else ""
 
 
 def collect_endpoints(
@@ -78,7 +90,7 @@ def collect_endpoints(
     operations = [(r.method, r.path) for r in configured]
     skipped = []
     for method, route in discovered:
-        if (method, route) in operations:
+        if (method, route.split("?")[0]) in [(m, r.split("?")[0]) for m, r in operations]:
             continue
         if method == "DELETE":
             skipped.append(f"{method} {route}")

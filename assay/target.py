@@ -328,6 +328,7 @@ class AppProcess:
     last_body: str = ""
     last_error: str = ""
     ready_seconds: float | None = None
+    _http: httpx.Client | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.stdout_path = self.spec.log_dir / "stdout.log"
@@ -403,8 +404,11 @@ class AppProcess:
 
     def poll_ready(self) -> bool:
         """Make one readiness request; return True on a 2xx status."""
+        if self._http is None:
+            # One client for all polls: building one loads the CA bundle each time.
+            self._http = httpx.Client(timeout=1.0)
         try:
-            response = httpx.get(self.url + self.spec.ready_path, timeout=1.0)
+            response = self._http.get(self.url + self.spec.ready_path)
         except httpx.HTTPError as error:
             self.last_error = f"{type(error).__name__}: {error}"
             return False
@@ -482,6 +486,9 @@ class AppProcess:
     def stop(self) -> int | None:
         """End the process group: SIGTERM, then SIGKILL after a grace period."""
         _LIVE.discard(self)
+        if self._http is not None:
+            self._http.close()
+            self._http = None
         process = self.process
         if process is None:
             return None
@@ -509,11 +516,14 @@ class AppProcess:
         remove_log_dir(self.spec.log_dir)
 
     def __enter__(self) -> "AppProcess":
+        """Start (unless started) and wait until ready; clean up if either fails."""
         try:
-            self.start()
+            if self.process is None:
+                self.start()
             self.wait_ready()
         except BaseException:
             self.stop()
+            self.remove_logs()
             raise
         return self
 

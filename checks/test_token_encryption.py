@@ -208,14 +208,14 @@ def judge_tamper(
         return
     evidence.examined_count("tampered values used", 1)
     if outcome.bearers:
-        same = canary.canary.value in outcome.bearers
+        garbled = any(bearer != canary.canary.value for bearer in outcome.bearers)
         evidence.add(
             finding(
                 control,
                 "tampering-accepted",
                 f"after one ciphertext byte of {where} was changed, {use} made the "
                 f"application call {canary.provider} with "
-                + ("the original token" if same else "a token that is not the stored one")
+                + ("a token that is not the stored one" if garbled else "the original token")
                 + f" (status {outcome.status}); an authenticated cipher rejects it",
                 table=stored.column.qualified_table,
                 fix="Use AES-256-GCM and refuse any value whose tag does not verify",
@@ -474,19 +474,25 @@ def test_tokens_never_returned(
                 method, path, user=member, json={} if method in ("POST", "PUT", "PATCH") else None
             )
             calls.append({"request": f"{method} {path}", "status": response.status_code})
-            data = response_text(response)
-            for label, named in forms.items():
-                for name in search_forms(data, named):
-                    evidence.add(
-                        finding(
-                            "TE-4",
-                            "secret-in-response",
-                            f"the response to {method} {path} as a member of tenant "
-                            f"{tenant.label} contains {label} ({name})",
-                            fix="Return integration metadata only; tokens, secrets and "
-                            "their ciphertexts stay on the server",
+            parts = {
+                "headers": response_text(response).split(b"\n\n", 1)[0],
+                "body": response.content,
+            }
+            for part, data in parts.items():
+                for label, named in forms.items():
+                    for name in search_forms(data, named):
+                        evidence.add(
+                            finding(
+                                "TE-4",
+                                "secret-in-response",
+                                f"the {part} of the response to {method} {path} as a "
+                                f"member of tenant {tenant.label} "
+                                f"{'contain' if part == 'headers' else 'contains'} "
+                                f"{label} ({name})",
+                                fix="Return integration metadata only; tokens, secrets "
+                                "and their ciphertexts stay on the server",
+                            )
                         )
-                    )
     evidence.observe("calls", calls)
     evidence.examined_count("endpoint calls", len(calls))
     evidence.verdict()

@@ -58,6 +58,10 @@ def build_openapi(routes: list[BaseRoute], prefix: str = "") -> dict[str, Any]:
                 {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                 for name in route.param_convertors
             ]
+            params += [
+                {"name": name, "in": "query", "required": True, "schema": {"type": "string"}}
+                for name in getattr(route.endpoint, "query_parameters", ())
+            ]
             if params:
                 operation["parameters"] = params
             if getattr(route.endpoint, "requires_user", False):

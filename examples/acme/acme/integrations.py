@@ -139,6 +139,9 @@ def oauth_start(request: Request, claims: dict, organization_id: str) -> Respons
     )
 
 
+oauth_start.query_parameters = ("organization_id",)  # type: ignore[attr-defined]
+
+
 def oauth_callback(request: Request) -> Response:
     """Store the tokens the provider grants for an authorization code."""
     provider = _provider(request)
