@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -148,11 +149,26 @@ class EncryptionConfig:
     endpoints: list[str] = field(default_factory=list)
 @dataclass(frozen=True)
 class WebhookConfig:
-    """One provider's inbound webhook receiver."""
+    """One inbound webhook receiver of the application, keyed by a name.
+
+    `provider` names the signature scheme (the key when absent). `path` may
+    use {tenant_id} and {provider}. `register` is the request, ``METHOD
+    /path`` with the same placeholders, that stores a signing secret as a
+    member of the tenant; Assay sends a fresh secret of its own in the JSON
+    field `secret_field`. `secret` instead names a secret the application
+    already has. `side_effect_sql` returns the count of one event's side
+    effects, using {event_id}, {marker} (a text the event's public content
+    carries), {tenant_id} or {provider}. `concurrency` is how many copies of
+    one event the replay probe sends at once.
+    """
 
     path: str
     side_effect_sql: str
-    register: str | None = None
+    provider: str | None = None
+    register: str = "PUT /api/orgs/{tenant_id}/webhook-secrets/{provider}"
+    secret_field: str = "secret"
+    secret: str | None = None
+    concurrency: int = 8
 
 
 @dataclass(frozen=True)
@@ -505,3 +521,63 @@ def _check(config: Config) -> None:
                     "an exemption needs a reason",
                     "Say why the table holds no customer data",
                 )
+
+    for name, webhook in config.webhooks.items():
+        _check_webhook(config, name, webhook)
+
+
+_WEBHOOK_PLACEHOLDERS = {
+    "path": ("tenant_id", "provider"),
+    "register": ("tenant_id", "provider"),
+    "side_effect_sql": ("event_id", "marker", "tenant_id", "provider"),
+}
+
+
+def _check_webhook(config: Config, name: str, webhook: WebhookConfig) -> None:
+    """Reject an unknown provider, unknown placeholders and an unbounded burst."""
+    from assay.webhooks.signers import known_providers
+
+    provider = webhook.provider or name
+    if provider not in known_providers():
+        key = "provider" if webhook.provider else None
+        close = difflib.get_close_matches(provider, known_providers(), 1)
+        hint = f"Did you mean {close[0]!r}? " if close else ""
+        raise config.error(
+            ("webhooks", name, key) if key else ("webhooks", name),
+            provider,
+            "unknown webhook provider",
+            f"{hint}Known providers: {', '.join(known_providers())}; name the "
+            "entry after one, or set provider:",
+        )
+    for key, allowed in _WEBHOOK_PLACEHOLDERS.items():
+        template = getattr(webhook, key)
+        for found in re.findall(r"\{(\w*)\}", template):
+            if found not in allowed:
+                raise config.error(
+                    ("webhooks", name, key),
+                    template,
+                    f"unknown placeholder {{{found}}}",
+                    "Use only " + ", ".join("{" + a + "}" for a in allowed),
+                )
+    if not re.search(r"\{(event_id|marker)\}", webhook.side_effect_sql):
+        raise config.error(
+            ("webhooks", name, "side_effect_sql"),
+            webhook.side_effect_sql,
+            "the side-effect SQL does not depend on the event",
+            "Count the effects of one event with {event_id} or {marker}, e.g. "
+            "select count(*) from public.comments where strpos(body, {marker}) > 0",
+        )
+    if not webhook.path.startswith("/"):
+        raise config.error(
+            ("webhooks", name, "path"),
+            webhook.path,
+            "the path must start with /",
+            f"Write the path of the receiver, e.g. /webhooks/{provider}/{{tenant_id}}",
+        )
+    if not 2 <= webhook.concurrency <= 64:
+        raise config.error(
+            ("webhooks", name, "concurrency"),
+            webhook.concurrency,
+            "concurrency must be between 2 and 64",
+            "Use a small number of simultaneous copies, e.g. 8",
+        )

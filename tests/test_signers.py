@@ -264,4 +264,3 @@ def test_timestamp_outside_signature_changes_it_where_signed():
         later = signer.signature(BODY, secret, timestamp=TIMESTAMP + 1, event_id="e")
 
         assert now != later, name
-

@@ -15,7 +15,6 @@ Linear's delivery header come from secondary sources only.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -147,9 +146,7 @@ class HmacSigner:
     def headers(
         self, body: bytes, secret: str, *, timestamp: int, event_id: str
     ) -> dict[str, str]:
-        signature = self.signature(
-            body, secret, timestamp=timestamp, event_id=event_id
-        )
+        signature = self.signature(body, secret, timestamp=timestamp, event_id=event_id)
         headers = self.extra_headers(timestamp=timestamp, event_id=event_id)
         headers[self.signature_header] = self.header_value(
             signature, timestamp=timestamp
