@@ -151,11 +151,12 @@ def _reversed_keys(value: Any) -> Any:
 
 
 def _excerpt(data: bytes | str, limit: int = EXCERPT_CHARS) -> str:
+    """Return the start of `data` as text; callers redact it before reporting it."""
     text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
     size = len(data)
     if len(text) > limit:
         text = text[:limit] + f"... ({size} bytes in all)"
-    return redact(text)
+    return text
 
 
 def _random_digest_like(encoded: str) -> str:
@@ -177,6 +178,8 @@ class Prober:
         self.receiver = receiver
         self.signer = receiver.signer
         self.control = ""
+        # HTTP requests sent to the receiver, for evidence and benchmarks.
+        self.sent = 0
 
     # Building deliveries ------------------------------------------------------
 
@@ -218,6 +221,7 @@ class Prober:
 
     def send(self, delivery: Delivery) -> Outcome:
         """Send one delivery, then count the side effects of its events."""
+        self.sent += 1
         try:
             response = self.target.http.post(
                 self.receiver.path, content=delivery.body, headers=delivery.headers
@@ -233,6 +237,7 @@ class Prober:
 
     def send_concurrently(self, delivery: Delivery, copies: int) -> list[int | None]:
         """Send `copies` of one delivery at once; return their statuses."""
+        self.sent += copies
         return asyncio.run(self._burst(delivery, copies))
 
     async def _burst(self, delivery: Delivery, copies: int) -> list[int | None]:
@@ -268,7 +273,7 @@ class Prober:
             "method": "POST",
             "path": self.receiver.path,
             "headers": redacted_headers(delivery.headers, self.signer),
-            "body_excerpt": _excerpt(delivery.body),
+            "body_excerpt": redact(_excerpt(delivery.body)),
         }
 
     def finding(
@@ -287,7 +292,10 @@ class Prober:
             "provider": self.signer.name,
             "case": delivery.case,
             "request": self.request_details(delivery),
-            "response": {"status": outcome.status, "body_excerpt": outcome.response},
+            "response": {
+                "status": outcome.status,
+                "body_excerpt": redact(outcome.response),
+            },
             "side_effects": outcome.effects,
         }
         if outcome.error:
