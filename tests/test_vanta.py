@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -226,7 +227,7 @@ def test_upload_honours_retry_after(target, folder):
         config,
         environ={"TEST_VANTA_ID": target.client_id, "TEST_VANTA_SECRET": target.secret},
         sleep=waits.append,
-        out=open("/dev/null", "w"),
+        out=io.StringIO(),
     )
 
     assert waits == [2.0]
@@ -248,7 +249,7 @@ def test_upload_backs_off_without_retry_after(target, folder):
         config,
         environ={"TEST_VANTA_ID": target.client_id, "TEST_VANTA_SECRET": target.secret},
         sleep=waits.append,
-        out=open("/dev/null", "w"),
+        out=io.StringIO(),
     )
 
     assert waits == [1.0, 2.0]
@@ -266,7 +267,7 @@ def test_upload_gives_up_after_max_retries(target, folder):
             config,
             environ={"TEST_VANTA_ID": target.client_id, "TEST_VANTA_SECRET": target.secret},
             sleep=waits.append,
-            out=open("/dev/null", "w"),
+            out=io.StringIO(),
         )
 
     assert waits == [1.0, 1.0]
