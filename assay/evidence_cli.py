@@ -464,9 +464,9 @@ def _diff_findings(base: dict[str, Any], new: dict[str, Any]) -> list[Change]:
 def diff_evidence(base: dict[str, Any], new: dict[str, Any]) -> DiffResult:
     """Compare two evidence documents: controls first, then findings.
 
-    A regression is a control going from passed, waived, attested or not
-    applicable to failed, error or expired; a control that appears already
-    failing; or a blocking finding that is new or newly blocking.
+    A regression is one of three changes. A control goes from passed, waived,
+    attested or not applicable to failed, error or expired. A control appears
+    that is already failing. A blocking finding is new or newly blocking.
     """
     return DiffResult(_diff_controls(base, new) + _diff_findings(base, new))
 

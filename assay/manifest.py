@@ -5,8 +5,8 @@ folder and carries an Ed25519 signature over its own canonical JSON. The
 private key comes from an environment variable (PEM, or the base64 of the
 32-byte seed) or from a key file named in assay.yaml, never from the evidence
 folder. With no key configured, the run signs with a throwaway key: the
-folder then holds only that key's public half, and the manifest and every
-report say the signature is self-made, because anyone who can edit the folder
+folder then contains only that key's public half, and the manifest and every
+report state that the signature is self-made, because anyone who can edit the folder
 could re-sign it the same way.
 
 Verification fails on any changed, added or missing byte, including a
@@ -110,7 +110,7 @@ def _parse_private_key(data: bytes, where: str, fix: str) -> Ed25519PrivateKey:
         ) from None
     if not isinstance(key, Ed25519PrivateKey):
         raise ConfigError(
-            f"{where} holds a {type(key).__name__}, not an Ed25519 key", fix=fix
+            f"{where} contains a {type(key).__name__}, not an Ed25519 key", fix=fix
         )
     return key
 
@@ -220,7 +220,7 @@ def _file_digest(path: Path) -> tuple[str, int]:
 
 
 def _folder_files(folder: Path) -> list[Path]:
-    """Every entry below `folder` except the manifest, sorted by relative path."""
+    """List every entry below `folder` except the manifest, by relative path."""
     entries = [
         path
         for path in folder.rglob("*")
@@ -285,7 +285,7 @@ def sign_folder(folder: Path, signer: Signer) -> Path:
 
 @dataclass(frozen=True)
 class Verification:
-    """What `verify_folder` checked and with which key."""
+    """The outcome of `verify_folder`: files checked, key used and warnings."""
 
     folder: Path
     files: int
@@ -459,7 +459,7 @@ def _check_configured_public_key(config: Config, signer: Signer) -> None:
 
 
 def sign_run_folder(report_dir: Path, signer: Signer | None) -> None:
-    """Sign the finished evidence folder; a failure is logged, never raised."""
+    """Sign the finished evidence folder, logging an OSError or EvidenceError."""
     if signer is None:
         logger.error("%s is left unsigned because the signing key is invalid", report_dir)
         return
