@@ -305,4 +305,8 @@ def _load_extra_commands() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the imported module, so commands that other modules register
+    # on ``assay.cli`` are seen (``python -m`` would load this file twice).
+    from assay.cli import main as _main
+
+    sys.exit(_main())

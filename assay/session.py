@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from assay.canaries import find_canaries, registered, registry_dir
+from assay.canaries import encodings, find_canaries, registered, registry_dir
 from assay.catalog import Catalog, load_catalog
 from assay.config import Config, load_config
 from assay.errors import AssayError, UsageError
@@ -27,7 +27,9 @@ from assay.findings import Finding
 from assay.recorder import (
     FINDINGS_KEY,
     OBSERVATIONS_KEY,
+    Attested,
     ControlFailed,
+    Expired,
     NotApplicable,
     Undecided,
 )
@@ -72,6 +74,10 @@ def classify(excinfo: pytest.ExceptionInfo | None, when: str) -> tuple[str, str]
             f"the check was skipped during {when} ({exc.msg}); a skip cannot "
             "silence a control, so the control is undecided",
         )
+    if isinstance(exc, Attested):
+        return "attested", str(exc)
+    if isinstance(exc, Expired):
+        return "expired", str(exc)
     if isinstance(exc, ControlFailed):
         return "failed", str(exc)
     if isinstance(exc, AssertionError):
@@ -104,9 +110,24 @@ class AssayRun:
         self.not_applicable: dict[str, str] = {}
         self.join_errors: list[str] = []
         self.is_worker = hasattr(config, "workerinput")
+        self.waivers = self.load_waivers()
+        config.addinivalue_line(
+            "markers",
+            "after_flows: run after every other check, to inspect what the flows left",
+        )
         if not self.is_worker:
             # Created before xdist starts workers, so they inherit its location.
             self.canary_dir = registry_dir()
+
+    def load_waivers(self):
+        """Read waivers.yaml; a malformed file is a usage error (exit status 2)."""
+        from assay.waivers import WaiverSet, load_waivers
+
+        try:
+            return load_waivers(self.config, known_controls=self.full_catalog.ids())
+        except UsageError as exc:
+            self.usage_errors.append(str(exc))
+            return WaiverSet()
 
     # Collection ---------------------------------------------------------------
 
@@ -163,6 +184,8 @@ class AssayRun:
         if drop:
             config.hook.pytest_deselected(items=drop)
             items[:] = keep
+        # Checks that inspect what the flows left behind run last (stable sort).
+        items.sort(key=lambda item: item.get_closest_marker("after_flows") is not None)
 
     # Reports ------------------------------------------------------------------
 
@@ -180,6 +203,10 @@ class AssayRun:
             # A bare pytest.skip() must not look green or grey anywhere.
             report.outcome = "failed"
             report.longrepr = reason
+        if status == "attested":
+            # Fresh evidence is a pass in JUnit; expired evidence stays a failure.
+            report.outcome = "passed"
+            report.longrepr = None
         if call.when == "call" or status != "passed":
             report.user_properties.append(
                 (OUTCOME_KEY, json.dumps({"status": status, "reason": reason}))
@@ -245,6 +272,16 @@ class AssayRun:
                     "observations": self.observations.get(control.id, {}),
                 }
             )
+        return self.review_waivers(results)
+
+    def review_waivers(self, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Fail controls named by expired or unused waivers; list waivers in run info."""
+        from assay.waivers import review_waivers
+
+        if not len(self.waivers):
+            return results
+        results, rows = review_waivers(self.waivers, results)
+        self.run_info["waivers"] = rows
         return results
 
     @pytest.hookimpl(trylast=True)
@@ -298,16 +335,25 @@ class AssayRun:
             }
             for path, canary, form in hits
         ]
+        planted = {canary.value: canary for _, canary, _ in hits}
         for path in {path for path, _, _ in hits}:
-            # The leaked value must not stay on disk in the evidence folder.
-            path.write_text(
-                "removed by Assay: this file contained a planted canary value\n"
-            )
+            # The leaked value must not stay on disk: replace every encoding of
+            # it in place, so the file stays readable (and JSON stays JSON).
+            data = path.read_bytes()
+            for canary in planted.values():
+                for form in encodings(canary.value).values():
+                    data = data.replace(form, canary.redacted().encode())
+            path.write_bytes(data)
         self.run_info["canary_leaks"] = leaks
         evidence_path = self.report_dir / "evidence.json"
         evidence = json.loads(evidence_path.read_text("utf-8"))
         evidence["run"]["canary_leaks"] = leaks
         evidence_path.write_text(json.dumps(evidence, indent=2, default=str) + "\n")
+        # Render the other files again so they report the leak too.
+        from assay.evidence import WRITERS
+
+        for writer in WRITERS:
+            writer.write(self.report_dir, evidence)
         logger.error("canary values leaked into the evidence: %s", leaks)
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config) -> None:

@@ -102,7 +102,7 @@ def run_assay(
     *args: str, cwd: Path, report_dir: Path | None = None, timeout: float = 240
 ) -> AssayResult:
     """Run the `assay` CLI as a real subprocess and read the evidence it wrote."""
-    command = [sys.executable, "-m", "assay.cli", *args]
+    command = [sys.executable, "-m", "assay", *args]
     if report_dir is not None:
         command += ["--report-dir", str(report_dir)]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}

@@ -181,3 +181,27 @@ def test_xdist_workers_report_to_controller(project):
 
     result.assert_outcomes(passed=1)
     assert controls["XX-1"]["status"] == "passed"
+
+
+def test_canary_in_evidence_is_redacted_and_reported(project):
+    body = """
+    import pytest
+    from assay.canaries import new_canary
+    from assay.findings import Finding
+
+    @pytest.mark.control("XX-1")
+    def test_sample(evidence):
+        canary = new_canary("token", "sample", prefix="ghp_")
+        evidence.examined_count("things", 1)
+        evidence.add(Finding(control="XX-1", rule="r", level="warning",
+                             message=f"saw {canary.value} in a response"))
+        evidence.verdict()
+    """
+    result, controls, evidence = run_check(project, body)
+
+    leaks = evidence["run"]["canary_leaks"]
+    assert {leak["file"] for leak in leaks} >= {"evidence.json"}
+    assert all(leak["canary"] == "<token canary sample>" for leak in leaks)
+    text = (project.path / "out" / "evidence.json").read_text()
+    assert "ghp_" not in text
+    assert "<token canary sample>" in text
