@@ -153,7 +153,7 @@ def _reversed_keys(value: Any) -> Any:
 def _excerpt(data: bytes | str, limit: int = EXCERPT_CHARS) -> str:
     """Return the start of `data` as text; callers redact it before reporting it."""
     text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
-    size = len(data)
+    size = len(data) if isinstance(data, bytes) else len(data.encode())
     if len(text) > limit:
         text = text[:limit] + f"... ({size} bytes in all)"
     return text
@@ -212,7 +212,10 @@ class Prober:
         prefix = self.signer.scheme_prefix
         return prefix, text[len(prefix) :]
 
-    def valid(self, case: str, label: str, event: Event, body: bytes, timestamp: int):
+    def valid(
+        self, case: str, label: str, event: Event, body: bytes, timestamp: int
+    ) -> Delivery:
+        """Build a delivery of `body` with the valid signature for `timestamp`."""
         return Delivery(
             case, label, body, self.headers(event, body, timestamp), (event,)
         )

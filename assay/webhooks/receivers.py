@@ -197,7 +197,7 @@ def _secret(
             f"{type(error).__name__}: {error}"
         ) from None
     logger.info(
-        "registered a %s webhook secret: %s %s -> %d",
+        "registered the %s webhook secret: %s %s returned %d",
         name,
         method,
         path,
