@@ -21,6 +21,9 @@ from assay.webhooks.probes import (
     _judge_raw,
     _judge_replay,
     forged_deliveries,
+    probe_raw_body,
+    probe_replays,
+    probe_signatures,
     raw_body_deliveries,
     serialise,
     stale_age,
@@ -412,3 +415,98 @@ def test_webhook_provider_defaults_to_key(tmp_path):
         "PUT /api/orgs/{tenant_id}/webhook-secrets/{provider}"
     )
     assert config.webhooks["github"].concurrency == 8
+
+
+# Whole probes against an in-process receiver ---------------------------------------
+
+
+class MarkerCounter:
+    """Counts the markers of bodies the mock receiver stored."""
+
+    def __init__(self) -> None:
+        self.stored: list[bytes] = []
+
+    def count(self, event_id: str, marker: str) -> int:
+        return sum(marker.encode() in body for body in self.stored)
+
+    def close(self) -> None:
+        pass
+
+
+def mock_prober(tmp_path: Path, respond) -> tuple[Prober, MarkerCounter]:
+    """A GitHub prober whose HTTP requests go to `respond(request, counter)`."""
+    prober = make_prober(tmp_path, "github")
+    counter = MarkerCounter()
+    transport = httpx.MockTransport(lambda request: respond(request, counter))
+    prober.target.http = httpx.Client(
+        base_url="http://127.0.0.1:9", transport=transport
+    )
+    prober.receiver.counter = counter
+    return prober, counter
+
+
+def verifying(request: httpx.Request, counter: MarkerCounter) -> httpx.Response:
+    body = request.read()
+    received = request.headers.get("x-hub-signature-256", "")
+    if not hmac.compare_digest(github_valid(body).encode(), received.encode()):
+        return httpx.Response(401)
+    counter.stored.append(body)
+    return httpx.Response(200)
+
+
+def test_verifying_receiver_passes(tmp_path):
+    prober, _ = mock_prober(tmp_path, verifying)
+    report = probe_signatures(prober)
+
+    assert report.findings == []
+    assert report.examined == 11
+    assert prober.sent == 12
+
+
+def test_accepting_receiver_fails_every_case(tmp_path):
+    def accept_all(request, counter):
+        counter.stored.append(request.read())
+        return httpx.Response(200)
+
+    prober, _ = mock_prober(tmp_path, accept_all)
+    report = probe_signatures(prober)
+    failed = {f.details["case"] for f in report.findings if f.level == "error"}
+
+    assert failed == {d["case"] for d in report.observations} - {"valid"}
+
+
+def test_rejected_baseline_is_undecided(tmp_path):
+    prober, _ = mock_prober(tmp_path, lambda request, counter: httpx.Response(403))
+    report = probe_signatures(prober)
+
+    assert "valid-event-rejected" in rules(report.findings)
+    assert report.findings[0].level == "undecided"
+
+
+def test_uncounted_baseline_is_undecided(tmp_path):
+    prober, _ = mock_prober(tmp_path, lambda request, counter: httpx.Response(200))
+    report = probe_raw_body(prober)
+
+    assert rules(report.findings)[0] == "side-effect-not-counted"
+    assert report.findings[0].level == "undecided"
+
+
+def test_missing_route_raises_config_error(tmp_path):
+    prober, _ = mock_prober(tmp_path, lambda request, counter: httpx.Response(404))
+
+    with pytest.raises(ConfigError) as raised:
+        probe_signatures(prober)
+
+    assert "webhooks.github.path='/webhooks/github'" in str(raised.value)
+    assert "returned 404" in str(raised.value)
+
+
+def test_duplicates_stored_twice_fail(tmp_path):
+    prober, _ = mock_prober(tmp_path, verifying)
+    prober.target.url = "http://192.0.2.1"
+    report = probe_replays(prober, concurrency=4)
+    found = {(f.rule, f.details["case"], f.level) for f in report.findings}
+
+    assert ("replay-processed-twice", "sent_twice", "error") in found
+    assert ("replay-processed-twice", "redelivery", "error") in found
+    assert ("concurrent-replay-not-run", "concurrent", "undecided") in found
