@@ -74,6 +74,9 @@ def search_tables(dsn: str, values: list[str]) -> tuple[dict[str, list[str]], in
 
     Partitioned tables are searched through their parent. The second item
     is the number of columns searched.
+
+    NOTE: the search sees plaintext only, so a note the application stores
+    encrypted or compressed is not found.
     """
     found: dict[str, list[str]] = {value: [] for value in values}
     with psycopg.connect(dsn, autocommit=True) as conn:

@@ -263,6 +263,8 @@ class Prober:
             return list(await asyncio.gather(*(post() for _ in range(copies))))
 
     def effects(self, delivery: Delivery) -> int:
+        # NOTE: effects are counted as soon as the response arrives, so a
+        # receiver that applies events in a background job could be counted early.
         return sum(
             self.receiver.counter.count(event.event_id, event.marker)
             for event in delivery.events
