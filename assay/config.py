@@ -19,6 +19,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +29,7 @@ from assay.yamlfile import LocatedYaml, load_yaml
 __all__ = [
     "AppConfig",
     "AttestedConfig",
+    "CardScanConfig",
     "Config",
     "DatabaseConfig",
     "EncryptionConfig",
@@ -173,10 +175,24 @@ class WebhookConfig:
 
 @dataclass(frozen=True)
 class IndexerConfig:
-    """The command or endpoint that indexes a repository."""
+    """The command or endpoint that indexes a repository, and where it stores.
+
+    `command` is run without a shell, from `cwd`, with `env` added to the
+    environment. It may use {repo} (the probe repository), {database_url},
+    {organization_id}, {workdir} (an empty folder for files it writes) and
+    {python} (the interpreter running Assay). `read_sql` selects what was
+    stored for the organization, using {organization_id}; every table of the
+    database is searched too. `outputs` lists files or folders the indexer
+    writes, with the same placeholders; they are searched as well.
+    """
 
     command: str | None = None
     endpoint: str | None = None
+    cwd: str = "."
+    env: dict[str, str] = field(default_factory=dict)
+    read_sql: str | None = None
+    outputs: list[str] = field(default_factory=list)
+    timeout: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -186,16 +202,39 @@ class ServiceRoleConfig:
     paths: list[str] = field(default_factory=list)
     patterns: list[str] = field(default_factory=list)
     marker: str = "service-role:"
+    # The Supabase client patterns of assay.service_role, kept unless false.
+    defaults: bool = True
+    # How many comment lines just above a use may hold the marker.
+    lines_above: int = 3
+    extensions: list[str] = field(
+        default_factory=lambda: [
+            ".py", ".ts", ".tsx", ".js", ".jsx", ".mjs", ".cjs", ".sql", ".sh",
+            ".go", ".rb", ".php",
+        ]
+    )
 
 
 @dataclass(frozen=True)
 class AttestedConfig:
-    """An attested control's evidence file, owner and maximum age."""
+    """An attested control's evidence file, owner and maximum age.
+
+    `collected` is the date the evidence was collected. Without it, Assay
+    reads ``collected:`` from a sidecar file named FILE.attestation.yaml,
+    then falls back to the date of the last git commit that changed the file.
+    """
 
     control: str
     file: str
     owner: str
     max_age_days: int
+    collected: date | None = None
+
+
+@dataclass(frozen=True)
+class CardScanConfig:
+    """Which schemas the payment-card scan reads; empty means all but PostgreSQL's."""
+
+    schemas: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -247,6 +286,9 @@ class Config:
     indexer: IndexerConfig | None = None
     service_role: ServiceRoleConfig | None = None
     attested: list[AttestedConfig] = field(default_factory=list)
+    # waivers.yaml next to assay.yaml unless this names another file.
+    waivers: str | None = None
+    card_scan: CardScanConfig | None = None
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     vanta: VantaConfig | None = None
     controls_dir: str | None = None

@@ -14,7 +14,14 @@ import pytest
 
 from assay.findings import Finding
 
-__all__ = ["ControlFailed", "NotApplicable", "Recorder", "Undecided"]
+__all__ = [
+    "Attested",
+    "ControlFailed",
+    "Expired",
+    "NotApplicable",
+    "Recorder",
+    "Undecided",
+]
 
 FINDINGS_KEY = "assay_findings"
 OBSERVATIONS_KEY = "assay_observations"
@@ -26,6 +33,14 @@ class ControlFailed(AssertionError):
 
 class Undecided(Exception):
     """A check could not decide; the control is an error, never a pass."""
+
+
+class Attested(Exception):
+    """An attested control's evidence is present and fresh; the control is attested."""
+
+
+class Expired(Exception):
+    """An attested control's evidence is older than its maximum age."""
 
 
 class NotApplicable(pytest.skip.Exception):
