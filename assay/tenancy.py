@@ -167,6 +167,9 @@ def _expressions(policy, command: str) -> list[tuple[str, str | None]]:
     if command in ("SELECT", "DELETE"):
         return [("USING", policy.using)]
     if command == "INSERT":
+        # A FOR ALL policy without WITH CHECK checks new rows with USING.
+        if policy.check is None and policy.command == "ALL":
+            return [("USING", policy.using)]
         return [("WITH CHECK", policy.check)]
     # UPDATE: USING picks the rows; WITH CHECK (or USING when absent) checks the result.
     if policy.check is None:

@@ -157,7 +157,10 @@ def test_definer_functions_and_views_do_not_leak(
             results.extend(attack.call_definer(function))
     for view, readers in sorted(facts.view_readers.items()):
         examined += 1
-        if readers:
+        table = live_model.tables.get(view)
+        # A security_invoker view applies the caller's RLS, so whatever it shows
+        # is a table's leak (TI-4); only definer views bypass RLS.
+        if readers and table is not None and not table.security_invoker:
             results.append(attack.read_view(view))
     evidence.observe(
         "probed",
