@@ -2,7 +2,7 @@
 
 An application stores a token as some envelope around ``nonce``,
 ``ciphertext`` and ``tag``. ``open_value`` finds the envelope without being
-told its format: an optional text prefix (``v1:``, ``enc:v2:``), the payload
+given its format: an optional text prefix (``v1:``, ``enc:v2:``), the payload
 in hex, base64 (padded or not) or base64url, or raw bytes (bytea), or the
 parts separated by ``:``, ``.``, ``$`` or ``|``, or a JSON object with
 named fields. Inside one blob it tries nonce|ciphertext|tag,
@@ -63,9 +63,9 @@ Value = str | bytes
 
 @dataclass(frozen=True)
 class Candidate:
-    """One reading of a stored value as a byte blob, and how to write it back.
+    """One reading of a stored value as byte strings, and how to write it back.
 
-    `parts` are the byte strings in the order they appear in the value;
+    `parts` are the byte strings in the order they appear in the value.
     `rebuild` turns parts of the same lengths back into a value of the same
     format, which is how a tampered copy is made.
     """
@@ -90,7 +90,7 @@ class Opened:
 
 @dataclass
 class OpenResult:
-    """What reading one stored value found."""
+    """The outcome of reading one stored value."""
 
     status: str  # decrypted, undecryptable or ambiguous
     opened: Opened | None = None
@@ -115,7 +115,11 @@ def _decoders(text: str) -> list[tuple[str, bytes, Callable[[bytes], str]]]:
     if _HEX.fullmatch(text):
         upper = text.isupper()
         found.append(
-            ("hex", bytes.fromhex(text), lambda b: b.hex().upper() if upper else b.hex())
+            (
+                "hex",
+                bytes.fromhex(text),
+                lambda b: b.hex().upper() if upper else b.hex(),
+            )
         )
     padded = "=" in text
     pad = "=" * (-len(text.rstrip("=")) % 4)
@@ -136,11 +140,15 @@ def _decoders(text: str) -> list[tuple[str, bytes, Callable[[bytes], str]]]:
         except (binascii.Error, ValueError):
             data = None
         if data is not None:
-            found.append(("base64url", data, _b64_encoder(base64.urlsafe_b64encode, padded)))
+            found.append(
+                ("base64url", data, _b64_encoder(base64.urlsafe_b64encode, padded))
+            )
     return found
 
 
-def _b64_encoder(encode: Callable[[bytes], bytes], padded: bool) -> Callable[[bytes], str]:
+def _b64_encoder(
+    encode: Callable[[bytes], bytes], padded: bool
+) -> Callable[[bytes], str]:
     def encoder(data: bytes) -> str:
         text = encode(data).decode("ascii")
         return text if padded else text.rstrip("=")
@@ -207,7 +215,9 @@ def _text_candidates(text: str) -> list[Candidate]:
     return found
 
 
-def _split_candidates(prefix: str, separator: str, pieces: list[str]) -> list[Candidate]:
+def _split_candidates(
+    prefix: str, separator: str, pieces: list[str]
+) -> list[Candidate]:
     """Parts written separately, each in the same encoding."""
     found = []
     names = {name for piece in pieces for name, _, _ in _decoders(piece)}
@@ -221,9 +231,17 @@ def _split_candidates(prefix: str, separator: str, pieces: list[str]) -> list[Ca
         if len(decoded) != len(pieces):
             continue
         encoders = [enc for _, enc in decoded]
+        originals = [data for data, _ in decoded]
 
-        def rebuild(parts, p=prefix, s=separator, encs=encoders):
-            return p + s.join(enc(part) for enc, part in zip(encs, parts))
+        def rebuild(
+            parts, p=prefix, s=separator, encs=encoders, old=originals, text=pieces
+        ):
+            # Unchanged parts keep their text: a non-canonical encoding (a two-letter
+            # version tag read as base64) would not survive decoding and encoding.
+            return p + s.join(
+                piece if part == before else enc(part)
+                for enc, part, before, piece in zip(encs, parts, old, text)
+            )
 
         shown = f"prefix {prefix!r}, " if prefix else ""
         found.append(
@@ -267,10 +285,11 @@ def _json_candidates(text: str) -> list[Candidate]:
         if len(decoded) != len(values):
             continue
 
-        def rebuild(parts, doc=document, fields=present, encs=[e for _, e in decoded]):
+        def rebuild(parts, doc=document, fields=present, decoded=decoded):
             copy = dict(doc)
-            for key, enc, part in zip(fields, encs, parts):
-                copy[key] = enc(part)
+            for key, (before, enc), part in zip(fields, decoded, parts):
+                if part != before:
+                    copy[key] = enc(part)
             return json.dumps(copy)
 
         found.append(
@@ -304,7 +323,11 @@ def _layouts(candidate: Candidate) -> Iterable[_Layout]:
             body = parts[1]
             if len(body) > TAG_BYTES:
                 yield _Layout(
-                    "nonce, ciphertext|tag", nonce, body[:-TAG_BYTES], body[-TAG_BYTES:], (1, 0)
+                    "nonce, ciphertext|tag",
+                    nonce,
+                    body[:-TAG_BYTES],
+                    body[-TAG_BYTES:],
+                    (1, 0),
                 )
         else:
             yield _Layout("nonce, ciphertext, tag", nonce, parts[1], parts[2], (1, 0))
@@ -353,7 +376,9 @@ def _layouts(candidate: Candidate) -> Iterable[_Layout]:
             nonce, body = parts[nonce_index], parts[1 - nonce_index]
             if len(nonce) in NONCE_SIZES and len(body) > TAG_BYTES:
                 yield _Layout(
-                    "nonce, ciphertext|tag" if nonce_index == 0 else "ciphertext|tag, nonce",
+                    "nonce, ciphertext|tag"
+                    if nonce_index == 0
+                    else "ciphertext|tag, nonce",
                     nonce,
                     body[:-TAG_BYTES],
                     body[-TAG_BYTES:],
@@ -370,7 +395,9 @@ def open_value(value: Value | memoryview, key: bytes) -> OpenResult:
         for layout in _layouts(candidate):
             tried += 1
             try:
-                plaintext = aead.decrypt(layout.nonce, layout.ciphertext + layout.tag, None)
+                plaintext = aead.decrypt(
+                    layout.nonce, layout.ciphertext + layout.tag, None
+                )
             except (InvalidTag, ValueError):
                 continue
             opened = Opened(
@@ -392,8 +419,8 @@ def open_value(value: Value | memoryview, key: bytes) -> OpenResult:
 def tamper(value: Value | memoryview, opened: Opened | None = None) -> Value:
     """Return `value` with one ciphertext byte changed, in the same envelope format.
 
-    Without a successful decryption the middle byte of the first decoding is
-    changed, or, when nothing decodes, the middle character of the text.
+    Without a successful decryption the middle byte of the longest decoded
+    part is changed, or, when nothing decodes, the middle character of the text.
     """
     if isinstance(value, memoryview):
         value = value.tobytes()
@@ -402,8 +429,11 @@ def tamper(value: Value | memoryview, opened: Opened | None = None) -> Value:
         return _flip(opened.candidate, index, offset)
     readings = candidates(value)
     if readings:
-        reading = readings[0]
-        return _flip(reading, 0, len(reading.parts[0]) // 2)
+        # The reading with the longest decoded part is most likely the payload,
+        # not a version prefix that happens to decode.
+        reading = max(readings, key=lambda r: max(len(p) for p in r.parts))
+        index = max(range(len(reading.parts)), key=lambda i: len(reading.parts[i]))
+        return _flip(reading, index, len(reading.parts[index]) // 2)
     if isinstance(value, bytes):
         middle = len(value) // 2
         return value[:middle] + bytes([value[middle] ^ 0x01]) + value[middle + 1 :]
@@ -462,7 +492,9 @@ def diagnose(value: Value | memoryview, key: bytes, expected: Iterable[str]) -> 
     return "no envelope read as nonce, ciphertext and tag authenticates under the key"
 
 
-def _other_cipher(parts: tuple[bytes, ...], key: bytes, wanted: list[bytes]) -> str | None:
+def _other_cipher(
+    parts: tuple[bytes, ...], key: bytes, wanted: list[bytes]
+) -> str | None:
     blob = b"".join(parts)
     for half, name in ((key[:16], "first"), (key[16:], "last")):
         aead = AESGCM(half)
@@ -502,9 +534,14 @@ def key_forms(raw: bytes, encoded: str | None = None) -> dict[str, bytes]:
     forms = {f"key {name}": form for name, form in encodings(raw).items()}
     if encoded is not None:
         forms.update(
-            {f"key as configured, {name}": form for name, form in encodings(encoded).items()}
+            {
+                f"key as configured, {name}": form
+                for name, form in encodings(encoded).items()
+            }
         )
-    forms["key signed byte list"] = str([b - 256 if b > 127 else b for b in raw]).encode()
+    forms["key signed byte list"] = str(
+        [b - 256 if b > 127 else b for b in raw]
+    ).encode()
     forms["key hex with spaces"] = " ".join(f"{b:02x}" for b in raw).encode()
     forms["key hex with colons"] = ":".join(f"{b:02x}" for b in raw).encode()
     return forms

@@ -2,7 +2,7 @@
 
 ``store_tokens`` runs each provider's OAuth flow against the provider fakes
 for a member of every seeded tenant, so the application stores canary access
-and refresh tokens; ``store_secrets`` stores canary webhook signing secrets
+and refresh tokens. ``store_secrets`` stores canary webhook signing secrets
 through the configured request. ``analyse`` reads the configured columns of
 the rows the flow wrote and decides, for each value, whether it is AES-256-GCM
 ciphertext of a canary under Assay's key (``assay.crypto``). ``tamper_and_use``
@@ -26,7 +26,7 @@ import psycopg
 from psycopg import sql
 
 from assay.canaries import Canary, new_canary, register
-from assay.config import Config, EncryptionConfig
+from assay.config import Config
 from assay.crypto import OpenResult, diagnose, open_value, plaintext_forms, tamper
 from assay.errors import ConfigError
 from assay.findings import Finding
@@ -203,7 +203,7 @@ class StoredCanary:
 
 @dataclass
 class FlowResult:
-    """What a storing flow did: the canaries, each request's outcome, the new rows."""
+    """The record of a storing flow: canaries, each request's outcome, new rows."""
 
     canaries: list[StoredCanary] = field(default_factory=list)
     attempts: list[dict[str, Any]] = field(default_factory=list)
@@ -216,9 +216,10 @@ class FlowResult:
         return [c for c in self.canaries if (c.provider, c.tenant) in done]
 
     def tried(self) -> str:
-        """A one-line account of the requests, for an undecided finding."""
+        """Summarise the requests in one line, for an undecided finding."""
         parts = [
-            f"{a['provider']}/tenant {a['tenant']}: {a['outcome']}" for a in self.attempts
+            f"{a['provider']}/tenant {a['tenant']}: {a['outcome']}"
+            for a in self.attempts
         ]
         return "; ".join(parts[:12]) + (" ..." if len(parts) > 12 else "")
 
@@ -277,7 +278,9 @@ def store_tokens(
     """Run the OAuth flow per tenant and provider so the app stores canary tokens."""
     enc = config.encryption
     start = parse_request(config, ("encryption", "oauth_start"), enc.oauth_start)
-    callback = parse_request(config, ("encryption", "oauth_callback"), enc.oauth_callback)
+    callback = parse_request(
+        config, ("encryption", "oauth_callback"), enc.oauth_callback
+    )
     providers = require_providers(config, "token_providers", fakes)
     before = _snapshot(client.dsn, {c.qualified_table for c in columns})
 
@@ -336,7 +339,9 @@ def _oauth_flow(
     return "stored"
 
 
-def store_secrets(client: AppClient, config: Config, columns: list[Column]) -> FlowResult:
+def store_secrets(
+    client: AppClient, config: Config, columns: list[Column]
+) -> FlowResult:
     """Store a canary webhook signing secret per tenant and configured provider."""
     enc = config.encryption
     request = parse_request(config, ("encryption", "store_secret"), enc.store_secret)
@@ -347,7 +352,9 @@ def store_secrets(client: AppClient, config: Config, columns: list[Column]) -> F
         for provider in enc.secret_providers:
             canary = _secret_canary(provider, tenant.label)
             result.canaries.append(
-                StoredCanary(canary, "webhook secret", provider, tenant.label, str(tenant.id))
+                StoredCanary(
+                    canary, "webhook secret", provider, tenant.label, str(tenant.id)
+                )
             )
             response = client.request(
                 request.method,
@@ -361,7 +368,9 @@ def store_secrets(client: AppClient, config: Config, columns: list[Column]) -> F
                     "provider": provider,
                     "tenant": tenant.label,
                     "ok": ok,
-                    "outcome": "stored" if ok else f"{request} returned {response.status_code}",
+                    "outcome": "stored"
+                    if ok
+                    else f"{request} returned {response.status_code}",
                 }
             )
     logger.info("stored %d webhook secrets", sum(a["ok"] for a in result.attempts))
@@ -370,7 +379,7 @@ def store_secrets(client: AppClient, config: Config, columns: list[Column]) -> F
 
 
 def _secret_canary(provider: str, tenant: str) -> Canary:
-    """A secret in the provider's own format when Assay knows its signer."""
+    """Make a canary secret, in the provider's own format when Assay has its signer."""
     label = f"{provider} webhook secret of tenant {tenant}"
     try:
         from assay.webhooks.signers import get_signer
@@ -383,7 +392,7 @@ def _secret_canary(provider: str, tenant: str) -> Canary:
     return canary
 
 
-# Analysis ------------------------------------------------------------------------------
+# Analysis -------------------------------------------------------------------
 
 
 def _finding(control: str, rule: str, message: str, **kwargs: Any) -> Finding:
@@ -434,7 +443,7 @@ def analyse(
                     f"{stored.column}{owner} does not decrypt under AES-256-GCM with "
                     f"the application's key: {reason}",
                     table=table,
-                    fix=f"Seal every {what} with AES-256-GCM under a fresh 96-bit nonce",
+                    fix=f"Seal every {what} with AES-256-GCM and a fresh 96-bit nonce",
                     details={"envelopes_tried": result.tried},
                 )
             )
@@ -517,7 +526,7 @@ def _missing(
                 f"no canary {what} was stored by the flow, so nothing was proved; "
                 f"tried: {flow.tried() or 'no request'}",
                 level="undecided",
-                fix="Check the encryption requests and the provider lists in assay.yaml",
+                fix="Check the encryption requests and provider lists in assay.yaml",
             )
         ]
     if not flow.values:
@@ -546,11 +555,13 @@ def _missing(
     return findings
 
 
-# Searching the database ------------------------------------------------------------------
+# Searching the database -----------------------------------------------------
 
 
-def scan_database(dsn: str, forms: dict[str, dict[str, bytes]]) -> list[tuple[str, str, str]]:
-    """Search every row of every user table for the forms; return (table, label, form)."""
+def scan_database(
+    dsn: str, forms: dict[str, dict[str, bytes]]
+) -> list[tuple[str, str, str]]:
+    """Search every row of every user table; return (table, label, form) per hit."""
     hits = []
     with psycopg.connect(dsn, autocommit=True) as conn:
         tables = conn.execute(
@@ -574,7 +585,9 @@ def scan_database(dsn: str, forms: dict[str, dict[str, bytes]]) -> list[tuple[st
 
 def plaintext_hits(dsn: str, flow: FlowResult) -> list[tuple[str, str, str]]:
     """Return where a stored canary shows in any table, in any encoding."""
-    forms = {c.canary.redacted(): plaintext_forms(c.canary.value) for c in flow.stored()}
+    forms = {
+        c.canary.redacted(): plaintext_forms(c.canary.value) for c in flow.stored()
+    }
     return scan_database(dsn, forms)
 
 
@@ -583,7 +596,7 @@ def plaintext_hits(dsn: str, flow: FlowResult) -> list[tuple[str, str, str]]:
 
 @dataclass
 class TamperOutcome:
-    """The application's response to a tampered value, and the provider calls it made."""
+    """The app's response to a tampered value, and the provider calls it made."""
 
     status: int
     response: httpx.Response | None
@@ -612,7 +625,9 @@ def tamper_and_use(
     fake: ProviderFake | None,
 ) -> TamperOutcome:
     """Change one ciphertext byte of a stored value, use it, then put it back."""
-    tampered = tamper(stored.value, result.opened if result and result.decrypted else None)
+    tampered = tamper(
+        stored.value, result.opened if result and result.decrypted else None
+    )
     written = write_value(client.dsn, stored.column, stored.value, tampered) == 1
     if not written:
         return TamperOutcome(0, None, [], False, False)
@@ -656,9 +671,11 @@ class DeliveryOutcome:
 
     @property
     def judged(self) -> bool:
-        """True when the intact secret verified, so the tampered result means something."""
-        return self.written and self.intact_status is not None and (
-            self.intact_status not in (401, 403, 404, 405)
+        """True when the intact secret verified, so the tampered result counts."""
+        return (
+            self.written
+            and self.intact_status is not None
+            and (self.intact_status not in (401, 403, 404, 405))
         )
 
     def observation(self) -> dict[str, Any]:
@@ -712,7 +729,9 @@ def _signed_delivery(provider: str, secret: str) -> tuple[bytes, dict[str, str]]
             target = target.setdefault(part, {})
         target[last] = event_id
     body = json.dumps(document).encode()
-    headers = signer.headers(body, secret, timestamp=int(time.time()), event_id=event_id)
+    headers = signer.headers(
+        body, secret, timestamp=int(time.time()), event_id=event_id
+    )
     headers["Content-Type"] = "application/json"
     return body, headers
 
@@ -724,7 +743,7 @@ def deliver_signed(
     stored: StoredValue,
     result: OpenResult | None,
 ) -> DeliveryOutcome:
-    """Send a delivery signed with the canary secret, then again with the value tampered."""
+    """Send a delivery signed with the canary secret, then again after tampering."""
     name, webhook = receiver
     outcome = DeliveryOutcome(canary.provider, name)
     path = webhook.path.format_map(
@@ -738,8 +757,12 @@ def deliver_signed(
         "POST", path, content=body, headers=headers
     ).status_code
 
-    tampered = tamper(stored.value, result.opened if result and result.decrypted else None)
-    outcome.written = write_value(client.dsn, stored.column, stored.value, tampered) == 1
+    tampered = tamper(
+        stored.value, result.opened if result and result.decrypted else None
+    )
+    outcome.written = (
+        write_value(client.dsn, stored.column, stored.value, tampered) == 1
+    )
     if not outcome.written:
         return outcome
     try:

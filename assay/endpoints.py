@@ -69,7 +69,9 @@ def _query(operation: dict[str, Any]) -> str:
     names = [
         p["name"]
         for p in operation.get("parameters") or []
-        if isinstance(p, dict) and p.get("in") == "query" and p.get("required")
+        if isinstance(p, dict)
+        and p.get("in") == "query"
+        and p.get("required")
         and isinstance(p.get("name"), str)
     ]
     return "?" + "&".join(f"{n}={{{n}}}" for n in names) if names else ""
@@ -78,7 +80,7 @@ def _query(operation: dict[str, Any]) -> str:
 def collect_endpoints(
     config: Config, app: AppClient
 ) -> tuple[Callable[[str], list[tuple[str, str]]], list[str], dict[str, Any]]:
-    """Return a function filling endpoints in for a tenant, the skipped ones and sources."""
+    """Return a function filling endpoints in for a tenant, skipped ones, sources."""
     from assay.encryption import parse_request
 
     enc = config.encryption
@@ -90,7 +92,9 @@ def collect_endpoints(
     operations = [(r.method, r.path) for r in configured]
     skipped = []
     for method, route in discovered:
-        if (method, route.split("?")[0]) in [(m, r.split("?")[0]) for m, r in operations]:
+        if (method, route.split("?")[0]) in [
+            (m, r.split("?")[0]) for m, r in operations
+        ]:
             continue
         if method == "DELETE":
             skipped.append(f"{method} {route}")

@@ -166,7 +166,9 @@ class ProviderFake:
                 status = 401
             else:
                 status = 200
-            self.received.append(Received(method, path, bearer, status=status, at=time.time()))
+            self.received.append(
+                Received(method, path, bearer, status=status, at=time.time())
+            )
         if status == 401:
             return 401, {"error": "invalid_token"}
         if status >= 400:
@@ -187,7 +189,9 @@ def _parse_form(content_type: str, body: bytes) -> dict[str, str]:
             data = json.loads(body)
         except ValueError:
             return {}
-        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        return (
+            {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        )
     parsed = parse_qs(body.decode("utf-8", errors="replace"))
     return {key: values[0] for key, values in parsed.items()}
 
@@ -197,7 +201,9 @@ def _identity(provider: str) -> dict[str, Any]:
     if provider == "slack":
         return {"ok": True, "user_id": "U0001", "team_id": "T0001"}
     if provider == "linear":
-        return {"data": {"viewer": {"id": "lin-user-1", "email": "viewer@example.test"}}}
+        return {
+            "data": {"viewer": {"id": "lin-user-1", "email": "viewer@example.test"}}
+        }
     if provider == "jira":
         return {"id": "cloud-1", "name": "acme", "scopes": ["read:jira-work"]}
     if provider == "zendesk":
@@ -259,7 +265,9 @@ class _Fakes:
 
 
 @contextmanager
-def start_fakes(names: tuple[str, ...] = PROVIDERS) -> Iterator[dict[str, ProviderFake]]:
+def start_fakes(
+    names: tuple[str, ...] = PROVIDERS,
+) -> Iterator[dict[str, ProviderFake]]:
     """Yield running fakes by provider name; stop them on exit."""
     unknown = [name for name in names if name not in TOKEN_PATHS]
     if unknown:

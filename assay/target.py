@@ -71,7 +71,14 @@ LOG_TAIL_LINES = 20
 STOP_GRACE_SECONDS = 5.0
 POLL_INTERVAL_SECONDS = 0.05
 PLACEHOLDERS = (
-    "port", "host", "database_url", "dsn", "key", "jwt_secret", "log_dir", "python"
+    "port",
+    "host",
+    "database_url",
+    "dsn",
+    "key",
+    "jwt_secret",
+    "log_dir",
+    "python",
 )
 PR_SET_PDEATHSIG = 1
 
@@ -168,7 +175,8 @@ def _fill(template: str, values: Mapping[str, str], config: Config, keys: tuple)
             keys,
             template,
             f"unknown or malformed placeholder ({error})",
-            "Use only " + ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+            "Use only "
+            + ", ".join("{" + p + "}" for p in PLACEHOLDERS)
             + "; write {{ and }} for literal braces",
         ) from None
 
@@ -244,7 +252,9 @@ def launch_spec(
         words = shlex.split(app.command)
     except ValueError as error:
         raise config.error(
-            ("app", "command"), app.command, f"cannot split the command ({error})",
+            ("app", "command"),
+            app.command,
+            f"cannot split the command ({error})",
             "Close the quotes in app.command",
         ) from None
     argv = tuple(_fill(word, values, config, ("app", "command")) for word in words)
@@ -258,7 +268,9 @@ def launch_spec(
     cwd = config.path(app.cwd)
     if not cwd.is_dir():
         raise config.error(
-            ("app", "cwd"), app.cwd, f"folder not found ({cwd})",
+            ("app", "cwd"),
+            app.cwd,
+            f"folder not found ({cwd})",
             "Point app.cwd at the folder the command runs in",
         )
     extra_logs = tuple(
@@ -568,7 +580,9 @@ class AppClient:
         self.seed = seed
         self.key = key
         self.providers = dict(providers or {})
-        self.http = httpx.Client(base_url=self.url, timeout=10.0, follow_redirects=False)
+        self.http = httpx.Client(
+            base_url=self.url, timeout=10.0, follow_redirects=False
+        )
 
     @property
     def started_by_assay(self) -> bool:
@@ -611,7 +625,6 @@ def make_log_dir() -> Path:
 
 def remove_log_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
-
 
 
 # Keys ------------------------------------------------------------------------------
@@ -675,12 +688,16 @@ def check_app_config(config: Config) -> None:
         )
     if not app.ready_path.startswith("/"):
         raise config.error(
-            ("app", "ready_path"), app.ready_path, "the path must start with /",
+            ("app", "ready_path"),
+            app.ready_path,
+            "the path must start with /",
             f"Write /{app.ready_path}",
         )
     if app.ready_timeout <= 0:
         raise config.error(
-            ("app", "ready_timeout"), app.ready_timeout, "the timeout must be positive",
+            ("app", "ready_timeout"),
+            app.ready_timeout,
+            "the timeout must be positive",
             "Give the seconds to wait for readiness, e.g. 20",
         )
 

@@ -1,4 +1,4 @@
-"""Token encryption: TE-1 to TE-4, against the application Assay started with its key."""
+"""Token encryption: TE-1 to TE-4, against the app Assay started with its own key."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def token_flow(assay_config: Config, encrypted_app: AppClient) -> FlowResult:
             ("encryption", "token_columns"),
             [],
             "no token column is configured",
-            "List the columns holding OAuth tokens, e.g. public.integrations.access_token",
+            "List the columns holding OAuth tokens, e.g. "
+            "public.integrations.access_token",
         )
     return store_tokens(encrypted_app, assay_config, columns, encrypted_app.providers)
 
@@ -72,14 +73,20 @@ def secret_flow(assay_config: Config, encrypted_app: AppClient) -> FlowResult:
 
 
 def use_request(config: Config) -> RequestSpec:
-    return parse_request(config, ("encryption", "use_token"), config.encryption.use_token)
+    return parse_request(
+        config, ("encryption", "use_token"), config.encryption.use_token
+    )
 
 
 def value_of(flow: FlowResult, canary: StoredCanary) -> tuple[StoredValue, Any] | None:
     """The stored value holding `canary`: by decryption, else by its row."""
     for index, stored in enumerate(flow.values):
         result = flow.opened.get(index)
-        if result and result.decrypted and result.opened.plaintext == canary.canary.value.encode():
+        if (
+            result
+            and result.decrypted
+            and result.opened.plaintext == canary.canary.value.encode()
+        ):
             return stored, result
     for index, stored in enumerate(flow.values):
         if canary.tenant_id in stored.row and f'"{canary.provider}"' in stored.row:
@@ -122,7 +129,9 @@ def record_plaintext(
                 "encoding of it",
             )
         )
-    evidence.observe("plaintext_search", {"tables_with_hits": sorted({h[0] for h in hits})})
+    evidence.observe(
+        "plaintext_search", {"tables_with_hits": sorted({h[0] for h in hits})}
+    )
 
 
 def probe_token_use(
@@ -132,9 +141,7 @@ def probe_token_use(
     use = use_request(config)
     first = app.seed.tenants[0]
     access = [
-        c
-        for c in flow.stored()
-        if c.role == "access token" and c.tenant == first.label
+        c for c in flow.stored() if c.role == "access token" and c.tenant == first.label
     ]
     used, tampered = [], []
     for canary in access:
@@ -215,7 +222,11 @@ def judge_tamper(
                 "tampering-accepted",
                 f"after one ciphertext byte of {where} was changed, {use} made the "
                 f"application call {canary.provider} with "
-                + ("a token that is not the stored one" if garbled else "the original token")
+                + (
+                    "a token that is not the stored one"
+                    if garbled
+                    else "the original token"
+                )
                 + f" (status {outcome.status}); an authenticated cipher rejects it",
                 table=stored.column.qualified_table,
                 fix="Use AES-256-GCM and refuse any value whose tag does not verify",
@@ -265,7 +276,9 @@ def probe_secret_use(
         if located is None:
             continue
         stored, result = located
-        outcome = deliver_signed(app, receivers[canary.provider], canary, stored, result)
+        outcome = deliver_signed(
+            app, receivers[canary.provider], canary, stored, result
+        )
         results.append(outcome.observation())
         evidence.extend(outcome.findings("TE-2"))
         if outcome.judged:
@@ -288,7 +301,9 @@ def probe_secret_use(
 
 
 @pytest.mark.control("TE-3")
-def test_key_never_leaks(evidence, assay_config, encrypted_app, token_flow, app_launcher):
+def test_key_never_leaks(
+    evidence, assay_config, encrypted_app, token_flow, app_launcher
+):
     key = encrypted_app.key
     forms = key_forms(key)
     responses = provoke_errors(evidence, assay_config, encrypted_app, token_flow)
@@ -318,7 +333,8 @@ def test_key_never_leaks(evidence, assay_config, encrypted_app, token_flow, app_
                 finding(
                     "TE-3",
                     "key-in-log",
-                    f"the application's {path.name} contains the encryption key ({name})",
+                    f"the application's {path.name} contains the encryption key "
+                    f"({name})",
                     fix="Never log the key or the environment that holds it",
                 )
             )
@@ -359,7 +375,9 @@ def provoke_errors(
     collected: list[tuple[str, bytes]] = []
     statuses = {}
 
-    access = [c for c in flow.stored() if c.role == "access token" and c.tenant == first.label]
+    access = [
+        c for c in flow.stored() if c.role == "access token" and c.tenant == first.label
+    ]
     for canary in access[:2]:
         located = value_of(flow, canary)
         if located is None:
@@ -459,7 +477,10 @@ def test_tokens_never_returned(
     evidence, assay_config, encrypted_app, token_flow, request
 ):
     flows = [token_flow]
-    if assay_config.encryption.secret_columns and assay_config.encryption.secret_providers:
+    if (
+        assay_config.encryption.secret_columns
+        and assay_config.encryption.secret_providers
+    ):
         flows.append(request.getfixturevalue("secret_flow"))
     forms = response_forms(encrypted_app, flows)
     endpoints, skipped, source = collect_endpoints(assay_config, encrypted_app)
@@ -471,9 +492,14 @@ def test_tokens_never_returned(
         member = tenant.members[0]
         for method, path in endpoints(str(tenant.id)):
             response = encrypted_app.request(
-                method, path, user=member, json={} if method in ("POST", "PUT", "PATCH") else None
+                method,
+                path,
+                user=member,
+                json={} if method in ("POST", "PUT", "PATCH") else None,
             )
-            calls.append({"request": f"{method} {path}", "status": response.status_code})
+            calls.append(
+                {"request": f"{method} {path}", "status": response.status_code}
+            )
             parts = {
                 "headers": response_text(response).split(b"\n\n", 1)[0],
                 "body": response.content,
@@ -498,7 +524,9 @@ def test_tokens_never_returned(
     evidence.verdict()
 
 
-def response_forms(app: AppClient, flows: list[FlowResult]) -> dict[str, dict[str, bytes]]:
+def response_forms(
+    app: AppClient, flows: list[FlowResult]
+) -> dict[str, dict[str, bytes]]:
     """Every canary, stored ciphertext and the key, in every form a leak takes."""
     forms: dict[str, dict[str, bytes]] = {"the encryption key": key_forms(app.key)}
     for flow in flows:

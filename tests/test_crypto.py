@@ -13,9 +13,15 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from assay import encryption
 from assay.canaries import Canary
-from assay.crypto import diagnose, key_forms, open_value, search_forms, tamper
+from assay.crypto import (
+    OpenResult,
+    diagnose,
+    key_forms,
+    open_value,
+    search_forms,
+    tamper,
+)
 from assay.encryption import Column, FlowResult, StoredCanary, StoredValue, analyse
-from assay.crypto import OpenResult
 
 KEY = bytes(range(32))
 TOKEN = b"gho_canary_token_0123456789"
@@ -40,8 +46,12 @@ def envelopes() -> dict[str, object]:
         "ciphertext tag nonce": b64(body + tag + nonce),
         "hex parts": f"{nonce.hex()}:{body.hex()}:{tag.hex()}",
         "two prefixes and parts": f"enc:v2:{b64(nonce)}.{b64(body + tag)}",
-        "json": json.dumps({"iv": b64(nonce), "ciphertext": b64(body), "tag": b64(tag)}),
-        "json without tag": json.dumps({"nonce": nonce.hex(), "data": (body + tag).hex()}),
+        "json": json.dumps(
+            {"iv": b64(nonce), "ciphertext": b64(body), "tag": b64(tag)}
+        ),
+        "json without tag": json.dumps(
+            {"nonce": nonce.hex(), "data": (body + tag).hex()}
+        ),
         "bytea": blob,
         "bytea text": ("v1:" + b64(blob)).encode(),
     }
@@ -101,7 +111,10 @@ def test_diagnose_cbc():
     padder = padding.PKCS7(128).padder()
     data = padder.update(TOKEN) + padder.finalize()
     encryptor = Cipher(algorithms.AES(KEY), modes.CBC(iv)).encryptor()
-    value = "v1:" + base64.b64encode(iv + encryptor.update(data) + encryptor.finalize()).decode()
+    value = (
+        "v1:"
+        + base64.b64encode(iv + encryptor.update(data) + encryptor.finalize()).decode()
+    )
     assert "AES-256-CBC" in diagnose(value, KEY, [TOKEN.decode()])
 
 
@@ -125,14 +138,20 @@ def flow_with(values: list[object]) -> FlowResult:
     canary = Canary(TOKEN.decode(), "token", "github access token of tenant A")
     flow = FlowResult()
     flow.canaries.append(StoredCanary(canary, "access token", "github", "A", "t-a"))
-    flow.attempts.append({"provider": "github", "tenant": "A", "ok": True, "outcome": "stored"})
+    flow.attempts.append(
+        {"provider": "github", "tenant": "A", "ok": True, "outcome": "stored"}
+    )
     column = Column("public", "integrations", "access_token")
-    flow.values = [StoredValue(column, value, '{"provider": "github"}') for value in values]
+    flow.values = [
+        StoredValue(column, value, '{"provider": "github"}') for value in values
+    ]
     return flow
 
 
 def test_analyse_passes_sealed_token():
-    findings, observed = analyse("TE-1", flow_with([envelopes()["hex"]]), KEY, what="token")
+    findings, observed = analyse(
+        "TE-1", flow_with([envelopes()["hex"]]), KEY, what="token"
+    )
     assert findings == []
     assert observed["decrypted"] == 1
     assert observed["nonce_bits"] == [96]
@@ -169,3 +188,11 @@ def test_analyse_ambiguous_is_undecided(monkeypatch):
     findings, _ = analyse("TE-1", flow_with(["x"]), KEY, what="token")
     levels = {f.rule: f.level for f in findings}
     assert levels["ambiguous-envelope"] == "undecided"
+
+
+def test_tamper_skips_version_prefix():
+    # AES-CTR output has no tag, so only the change itself can be checked.
+    value = "v1:" + base64.b64encode(os.urandom(40)).decode()
+    changed = tamper(value)
+    assert changed.startswith("v1:")
+    assert changed != value

@@ -57,7 +57,7 @@ def config_for(tmp_path: Path, app: str) -> object:
 def app_yaml(command: str = "{python} server.py {port}", extra: str = "") -> str:
     return (
         "app:\n"
-        f"  command: \"{command}\"\n"
+        f'  command: "{command}"\n'
         "  ready_timeout: 5\n"
         "  env:\n"
         "    KEY_VAR: '{key}'\n"
@@ -120,7 +120,10 @@ def _running(pid: int) -> bool:
 
 
 def test_early_exit_shows_log_tail(tmp_path):
-    command = "{python} -c 'import sys; print(\\\"no database\\\", file=sys.stderr); sys.exit(4)'"
+    command = (
+        "{python} -c 'import sys; "
+        'print(\\"no database\\", file=sys.stderr); sys.exit(4)\''
+    )
     config = config_for(tmp_path, app_yaml(command))
     process = start_app(config, dsn="dbname=x", key=None, provider_urls={})
     with pytest.raises(AppStartError) as raised:
@@ -148,7 +151,9 @@ def test_never_ready_times_out(tmp_path):
 
 
 def test_log_tail_redacts_key(tmp_path):
-    command = "{python} -c 'import os, sys; print(os.environ[\\\"APP_KEY\\\"]); sys.exit(1)'"
+    command = (
+        "{python} -c 'import os, sys; print(os.environ[\\\"APP_KEY\\\"]); sys.exit(1)'"
+    )
     config = config_for(tmp_path, app_yaml(command))
     key = new_canary_key()
     process = start_app(config, dsn="dbname=x", key=key, provider_urls={})
@@ -233,7 +238,9 @@ def test_jwt_verifies_with_hs256():
 
 
 def test_acme_accepts_minted_jwt():
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "acme"))
+    sys.path.insert(
+        0, str(Path(__file__).resolve().parent.parent / "examples" / "acme")
+    )
     try:
         from acme.auth import AuthError, verify_jwt
     finally:

@@ -55,11 +55,21 @@ def build_openapi(routes: list[BaseRoute], prefix: str = "") -> dict[str, Any]:
                 "responses": {"200": {"description": "OK"}},
             }
             params = [
-                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                {
+                    "name": name,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
                 for name in route.param_convertors
             ]
             params += [
-                {"name": name, "in": "query", "required": True, "schema": {"type": "string"}}
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
                 for name in getattr(route.endpoint, "query_parameters", ())
             ]
             if params:

@@ -73,7 +73,7 @@ class _CbcVault(Vault):
         return PREFIX + base64.b64encode(iv + sealed).decode()
 
     def open(self, envelope: str) -> str:
-        data = base64.b64decode(envelope[len(PREFIX):])
+        data = base64.b64decode(envelope[len(PREFIX) :])
         decryptor = Cipher(algorithms.AES(self._key), modes.CBC(data[:16])).decryptor()
         padded = decryptor.update(data[16:]) + decryptor.finalize()
         unpadder = padding.PKCS7(128).unpadder()
@@ -94,7 +94,7 @@ class _CtrVault(Vault):
         return PREFIX + base64.b64encode(nonce + sealed).decode()
 
     def open(self, envelope: str) -> str:
-        data = base64.b64decode(envelope[len(PREFIX):])
+        data = base64.b64decode(envelope[len(PREFIX) :])
         decryptor = Cipher(algorithms.AES(self._key), modes.CTR(data[:16])).decryptor()
         plain = decryptor.update(data[16:]) + decryptor.finalize()
         return plain.decode("utf-8", errors="replace")

@@ -62,7 +62,9 @@ def user_endpoint(handler: Callable[..., Response]) -> Callable[[Request], Respo
     return wrapper
 
 
-def _provider(request: Request, allowed: tuple[str, ...] | None = PROVIDERS) -> str | None:
+def _provider(
+    request: Request, allowed: tuple[str, ...] | None = PROVIDERS
+) -> str | None:
     """Return the path's provider if allowed (any well-formed name when None)."""
     provider = request.path_params["provider"]
     if allowed is None:
@@ -161,12 +163,16 @@ def oauth_callback(request: Request) -> Response:
             redirect_uri=_redirect_uri(request, provider),
         )
     except ProviderError as error:
-        logger.warning("OAuth exchange with %s failed: status %d", provider, error.status)
+        logger.warning(
+            "OAuth exchange with %s failed: status %d", provider, error.status
+        )
         return _error(502, f"{provider} rejected the authorization code")
 
     access = request.app.state.token_vault.seal(grant["access_token"])
     refresh_token = grant.get("refresh_token")
-    refresh = request.app.state.refresh_vault.seal(refresh_token) if refresh_token else None
+    refresh = (
+        request.app.state.refresh_vault.seal(refresh_token) if refresh_token else None
+    )
     # service-role: the provider redirects the browser here without the user's
     # session; the organization comes from the HMAC-signed state issued to a member.
     with request.app.state.db.as_service() as cur:
@@ -284,7 +290,7 @@ def sync_integration(request: Request, claims: dict, organization_id: str) -> Re
 def _refresh(
     request: Request, claims: dict, organization_id: str, provider: str, row: dict
 ) -> str:
-    """Trade the stored refresh token for new tokens, store them, return the access token."""
+    """Trade the refresh token for new tokens, store them, return the access token."""
     state = request.app.state
     refresh = state.refresh_vault.open(row["refresh_token"])
     grant = exchange_code(
@@ -318,7 +324,8 @@ def disconnect(request: Request, claims: dict, organization_id: str) -> Response
         return _error(404, "unknown provider")
     with request.app.state.db.as_user(claims) as cur:
         cur.execute(
-            "delete from public.integrations where organization_id = %s and provider = %s",
+            "delete from public.integrations "
+            "where organization_id = %s and provider = %s",
             (organization_id, provider),
         )
         deleted = cur.rowcount
@@ -331,7 +338,9 @@ def disconnect(request: Request, claims: dict, organization_id: str) -> Response
 
 
 @user_endpoint
-def put_webhook_secret(request: Request, claims: dict, organization_id: str) -> Response:
+def put_webhook_secret(
+    request: Request, claims: dict, organization_id: str
+) -> Response:
     """Store the signing secret of a provider's webhooks, sealed."""
     provider = _provider(request, None)
     if provider is None:
@@ -352,7 +361,8 @@ def put_webhook_secret(request: Request, claims: dict, organization_id: str) -> 
             """
             insert into public.webhook_secrets (organization_id, provider, secret)
             values (%s, %s, %s)
-            on conflict (organization_id, provider) do update set secret = excluded.secret
+            on conflict (organization_id, provider)
+                do update set secret = excluded.secret
             """,
             (organization_id, provider, sealed),
         )
@@ -367,7 +377,9 @@ def _read_body(request: Request) -> bytes:
 
 
 @user_endpoint
-def list_webhook_secrets(request: Request, claims: dict, organization_id: str) -> Response:
+def list_webhook_secrets(
+    request: Request, claims: dict, organization_id: str
+) -> Response:
     """The providers whose webhook signing secret is stored, without the secrets."""
     with request.app.state.db.as_user(claims) as cur:
         if not _is_member(cur, organization_id):

@@ -93,7 +93,10 @@ def fetch_identity(base_url: str, provider: str, access_token: str) -> dict[str,
         api.identity_method,
         base_url + api.identity_path,
         json=api.identity_body,
-        headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+        headers={
+            "Authorization": f"Bearer {access_token}",
+            "Accept": "application/json",
+        },
     )
     if response.status_code >= 400:
         raise ProviderError(provider, response.status_code, "identity request failed")

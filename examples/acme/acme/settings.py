@@ -49,7 +49,8 @@ def decode_key(text: str, *, allow_short: bool = False) -> bytes:
         raise SettingsError(
             f"ACME_TOKEN_KEY decodes to {len(key)} bytes; AES-256-GCM needs "
             f"exactly {KEY_BYTES}. Generate one with: "
-            "python -c 'import os, base64; print(base64.b64encode(os.urandom(32)).decode())'"
+            "python -c 'import os, base64; "
+            "print(base64.b64encode(os.urandom(32)).decode())'"
         )
     return key
 

@@ -48,7 +48,7 @@ class Vault:
         if not envelope.startswith(PREFIX):
             raise DecryptionError("stored value is not a v1 envelope")
         try:
-            data = base64.b64decode(envelope[len(PREFIX):], validate=True)
+            data = base64.b64decode(envelope[len(PREFIX) :], validate=True)
         except (binascii.Error, ValueError):
             raise DecryptionError("stored value is not valid base64") from None
         if len(data) < NONCE_BYTES + TAG_BYTES:
