@@ -23,7 +23,7 @@ import logging
 import os
 import subprocess
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,8 @@ from assay.errors import ConfigError
 from assay.yamlfile import load_yaml
 
 __all__ = [
-    "Attestation",
     "SIDECAR_SUFFIX",
+    "Attestation",
     "attested_entry",
     "evaluate",
     "today_utc",
@@ -83,7 +83,7 @@ class Attestation:
 
 
 def today_utc() -> date:
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()
 
 
 def attested_entry(config: Config, control: str) -> tuple[int, AttestedConfig] | None:
@@ -180,7 +180,7 @@ def _git_date(path: Path) -> date | None:
     stamp = done.stdout.strip()
     if done.returncode != 0 or not stamp:
         return None
-    return datetime.fromisoformat(stamp).astimezone(timezone.utc).date()
+    return datetime.fromisoformat(stamp).astimezone(UTC).date()
 
 
 def _collection_date(
@@ -241,7 +241,9 @@ def evaluate(
     digest = hashlib.sha256(data).hexdigest()
     base.update(sha256=digest, size=len(data))
     if not data.strip():
-        return Attestation(**base, status="failed", reason=f"evidence file {display} is empty")
+        return Attestation(
+            **base, status="failed", reason=f"evidence file {display} is empty"
+        )
 
     collected, source = _collection_date(config, index, entry, path)
     if collected is None:

@@ -10,7 +10,10 @@ prefix and digit boundaries do most of the work against false positives:
 - 13-digit values starting with 1 are millisecond Unix timestamps;
 - 14-digit values that read as a date and time (``YYYYMMDDhhmmss``) are
   migration-style timestamps;
-- digit groups inside a UUID are never part of a number.
+- digits on either side of a decimal point are a decimal number (a
+  ``numeric`` column prints ``1.2600000000000000``);
+- digit groups inside a UUID or a hex digest (32, 40, 64 or 128 hex
+  characters with a letter) are never part of a number.
 
 Column names are split into words (``snake_case``, ``camelCase``, digits) and
 matched word by word, so ``company``, ``span`` and ``expanded`` never match
@@ -50,8 +53,8 @@ MAX_DIGITS = 19
 
 # Issuer prefixes and the lengths each issuer issues, from the card brands'
 # published ranges as summarised by Wikipedia's "Payment card number" page.
-# Diners Club International issues 14- to 19-digit numbers (Stripe's Diners
-# test number 3056930009020004 has 16 digits).
+# Diners Club International issues 14- to 19-digit numbers, so its 16-digit
+# test number 3056930009020004 is found too.
 _ISSUERS: tuple[tuple[str, tuple[tuple[int, int], ...], tuple[int, ...]], ...] = (
     ("visa", ((4, 4),), (13, 16, 19)),
     ("mastercard", ((51, 55), (2221, 2720)), (16,)),
@@ -67,12 +70,16 @@ _ISSUERS: tuple[tuple[str, tuple[tuple[int, int], ...], tuple[int, ...]], ...] =
 )
 
 # One or more digits, then more digit groups each after a single space or dash.
-_RUN = re.compile(r"(?<![0-9])[0-9]+(?:[ -][0-9]+)*(?![0-9])")
+# A run next to a decimal point and another digit is part of a decimal number.
+_RUN = re.compile(r"(?<![0-9])(?<![0-9]\.)[0-9]+(?:[ -][0-9]+)*(?![0-9])(?!\.[0-9])")
 _GROUP = re.compile(r"[0-9]+|[ -]")
 # UUIDs in text or JSON can hold dash-separated all-digit groups that pass.
 _UUID = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
+# Hex digests (MD5, SHA-1, SHA-256, SHA-512) often hold long decimal runs.
+_HEX_TOKEN = re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{32,128}(?![0-9A-Za-z])")
+_DIGEST_LENGTHS = (32, 40, 64, 128)
 
 
 @dataclass(frozen=True)
@@ -164,13 +171,21 @@ def _candidates(text: str, start: int, end: int) -> Iterator[tuple[str, int, int
                 yield digits, groups[first][1], offset + len(group)
 
 
+def _mask_digest(match: re.Match[str]) -> str:
+    token = match.group()
+    if len(token) in _DIGEST_LENGTHS and not token.isdigit():
+        return "x" * len(token)
+    return token
+
+
 def find_card_numbers(text: str) -> list[CardMatch]:
     """Return every card number in `text`; overlapping candidates keep the first.
 
-    UUIDs are masked first, so their digit groups never form a number.
+    UUIDs and hex digests are masked first, so their digits never form a number.
     """
     if "-" in text:
         text = _UUID.sub(lambda m: "x" * len(m.group()), text)
+    text = _HEX_TOKEN.sub(_mask_digest, text)
     found: list[CardMatch] = []
     for run in _RUN.finditer(text):
         taken_until = -1
@@ -199,7 +214,7 @@ def column_words(name: str) -> list[str]:
 
 
 def card_column(name: str) -> str | None:
-    """Return what a card-data column name says it holds, or None.
+    """Return the kind of card data a column name marks, or None.
 
     Matches whole words only: card number, cvv/cvc (and cvv2, cvc2, csc), pan,
     expiry, iban and account number.
@@ -247,9 +262,10 @@ _SCANNED_TYPES = (
     "numeric",
     "int8",
 )
-# PostgreSQL's regular expression for "13 digits, maybe grouped": a cheap
-# server-side filter; every row it returns is checked again in Python.
-_PREFILTER = r"[0-9](?:[ -]?[0-9]){12}"
+# PostgreSQL's regular expression (lookbehind needs 9.6 or later) for "13
+# digits, maybe grouped, starting a digit group outside a decimal number". It
+# passes every row a candidate could come from, and Python checks each again.
+_PREFILTER = r"(?<![0-9])(?<![0-9]\.)[0-9](?:[ -]?[0-9]){12}"
 _SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 
 _COLUMNS_SQL = """
@@ -283,7 +299,7 @@ order by array_position(i.indkey::int2[], a.attnum)
 
 @dataclass(frozen=True)
 class ColumnHit:
-    """A column whose name says it holds card data."""
+    """A column whose name marks it as card data."""
 
     table: str
     column: str
@@ -304,7 +320,7 @@ class ValueHit:
 
 @dataclass
 class ScanResult:
-    """What a database scan examined and found."""
+    """The counts and hits of one database scan."""
 
     tables: int = 0
     columns: int = 0
@@ -365,7 +381,8 @@ def _scan_table(
         condition=condition,
     )
     hits: dict[str, ValueHit] = {}
-    # A server-side cursor streams the candidate rows; it needs a transaction.
+    # A server-side cursor streams the candidate rows, and PostgreSQL declares
+    # one only inside a transaction.
     with conn.transaction(), conn.cursor(name="assay_card_scan") as cursor:
         cursor.itersize = 5000
         cursor.execute(query)

@@ -178,7 +178,7 @@ class IndexerConfig:
     """The command or endpoint that indexes a repository, and where it stores.
 
     `command` is run without a shell, from `cwd`, with `env` added to the
-    environment. It may use {repo} (the probe repository), {database_url},
+    environment. Both may use {repo} (the probe repository), {database_url},
     {organization_id}, {workdir} (an empty folder for files it writes) and
     {python} (the interpreter running Assay). `read_sql` selects what was
     stored for the organization, using {organization_id}; every table of the

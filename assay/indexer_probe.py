@@ -5,7 +5,7 @@ built by ``assay.secrets.build_probe_repository``, against a throwaway
 database. Everything it could have stored is then read back: every column of
 every table, the rows of ``read_sql``, the files under its work folder and
 ``outputs``, and its own stdout and stderr. Each planted canary is searched
-for in every encoding ``assay.canaries.encodings`` knows:
+for in every encoding of ``assay.canaries.encodings``:
 
 - a secret-file or credential canary found anywhere is a finding (error);
 - an ordinary file whose canary is found nowhere is undecided: an indexer
@@ -82,7 +82,9 @@ class ProbeVerdict:
 def _section(config: Config) -> IndexerConfig:
     section = config.indexer
     if section is None:
-        raise config.error(("indexer",), None, "no indexer section", "Add indexer: command")
+        raise config.error(
+            ("indexer",), None, "no indexer section", "Add indexer: command"
+        )
     if not section.command:
         if section.endpoint:
             # TODO: indexers reachable only over HTTP (indexer.endpoint) are not
@@ -178,9 +180,12 @@ def run_indexer(
             f"folder not found ({cwd})",
             "Give the folder the indexer runs from, relative to assay.yaml",
         )
-    env = {**os.environ, **section.env}
+    env = dict(os.environ)
+    for name, template in section.env.items():
+        env[name] = _fill(config, ("indexer", "env", name), template, values)
     started = time.monotonic()
-    logger.info("running the indexer: %s", shlex.join(command[:3]))
+    # Only the program: later arguments may carry the database password.
+    logger.info("running the indexer %s", command[0])
     try:
         done = subprocess.run(
             command,
@@ -199,7 +204,7 @@ def run_indexer(
         ) from None
     except subprocess.TimeoutExpired:
         raise TargetError(
-            f"the indexer did not finish within indexer.timeout={section.timeout} s "
+            f"the indexer timed out after indexer.timeout={section.timeout} s "
             f"on a repository of {len(canaries)} files; raise indexer.timeout in "
             f"{config.file} or check the command waits for no input"
         ) from None
@@ -209,7 +214,7 @@ def run_indexer(
         tail = redact(done.stderr.decode("utf-8", "replace")[-2000:], canaries)
         raise TargetError(
             f"the indexer exited with status {done.returncode} after {seconds:.1f} s, "
-            f"so nothing can be said about what it stores. Its stderr ends with:\n{tail}"
+            f"so the probe cannot tell what it stores. Its stderr ends with:\n{tail}"
         )
     return run
 
@@ -265,14 +270,20 @@ def _read_sql_source(
             f"the query failed: {str(exc).strip().splitlines()[0]}",
             "Select what the indexer stored for {organization_id}",
         ) from None
-    text = "\n".join("\t".join("" if v is None else str(v) for v in row) for row in rows)
+    text = "\n".join(
+        "\t".join("" if v is None else str(v) for v in row) for row in rows
+    )
     return StoredSource("indexer.read_sql", text.encode("utf-8", "replace")), len(rows)
 
 
 def _file_sources(paths: list[Path], root: Path) -> list[StoredSource]:
     sources = []
     for path in paths:
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        files = (
+            [path]
+            if path.is_file()
+            else sorted(p for p in path.rglob("*") if p.is_file())
+        )
         for file in files:
             if file.stat().st_size > _MAX_OUTPUT_BYTES:
                 logger.warning("searched only the first 50 MB of %s", file)
@@ -345,7 +356,11 @@ def _leak_finding(probe: ProbeFile, found: list[dict[str, str]]) -> Finding:
         file=probe.path,
         source="live",
         fix=fix,
-        details={"pattern": probe.pattern, "found_in": found, "canary": probe.canary.redacted()},
+        details={
+            "pattern": probe.pattern,
+            "found_in": found,
+            "canary": probe.canary.redacted(),
+        },
     )
 
 
@@ -373,7 +388,9 @@ def judge(repo: ProbeRepository, sources: list[StoredSource]) -> ProbeVerdict:
     """Search the stored sources for every planted canary."""
     verdict = ProbeVerdict()
     counts = {"secret files excluded": 0, "credential files excluded": 0}
-    counts.update({"ordinary files indexed": 0, "leaks": 0, "ordinary files missing": 0})
+    counts.update(
+        {"ordinary files indexed": 0, "leaks": 0, "ordinary files missing": 0}
+    )
     for probe in repo.files:
         found = _where_found(probe.canary, sources)
         if probe.kind == "ordinary":

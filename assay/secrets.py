@@ -48,7 +48,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Secret file names, matched against the file name, or against the whole
-# relative path when the pattern holds a slash.
+# relative path when the pattern contains a slash.
 SECRET_FILE_PATTERNS: tuple[str, ...] = (
     ".env",
     ".env.*",
@@ -223,16 +223,6 @@ def _is_service_role_jwt(token: str) -> bool:
     return isinstance(claims, dict) and claims.get("role") == "service_role"
 
 
-def _keyed(prefix: str, alphabet: str, length: int) -> Callable:
-    """A secret recognised only by a keyword nearby: the keyword is in the template."""
-
-    def generate() -> tuple[str, str]:
-        value = prefix + _random(alphabet, length)
-        return value, value
-
-    return generate
-
-
 def _password_url() -> tuple[str, str]:
     password = _random(_ALNUM, 24)
     return f"postgresql://app:{password}@db.internal:5432/app", password
@@ -306,10 +296,12 @@ def _formats() -> tuple[CredentialFormat, ...]:
             _token("AKIA", upper32, 16),
             "services/storage.py",
         ),
+        # The AWS and Razorpay secrets are bare random text, found only by a
+        # keyword nearby that the shell template sets.
         fmt(
             "aws-secret-access-key",
             r"aws.{0,20}?(?:secret|key).{0,20}?['\"=:\s]([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])",
-            _keyed("", _BASE64, 40),
+            _token("", _BASE64, 40),
             "deploy/upload.sh",
             _SH.replace("{keyword}", "AWS_SECRET_ACCESS_KEY"),
             re.IGNORECASE,
@@ -401,7 +393,7 @@ def _formats() -> tuple[CredentialFormat, ...]:
         fmt(
             "razorpay-key-secret",
             r"razorpay.{0,30}?secret.{0,10}?['\"=:\s]([A-Za-z0-9]{20,50})\b",
-            _keyed("", _ALNUM, 24),
+            _token("", _ALNUM, 24),
             "billing/checkout.sh",
             _SH.replace("{keyword}", "RAZORPAY_KEY_SECRET"),
             re.IGNORECASE,

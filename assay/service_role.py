@@ -1,7 +1,7 @@
 """Service-role client uses in source code, and the comment that justifies each.
 
-A service-role client bypasses row level security, so each use must say why
-inline: a comment holding the justification marker (``service-role:`` by
+A service-role client bypasses row level security, so each use must give its
+reason inline: a comment holding the justification marker (``service-role:`` by
 default) on the line of the use or in the comment lines just above it. The
 default patterns find the Supabase clients built with the service-role key in
 Python (supabase-py ``create_client``) and TypeScript or JavaScript
@@ -199,8 +199,10 @@ def _justification(
         return after.removesuffix("*/").strip(), index + 1
 
     first = index
-    while first > 0 and index - first < lines_above and _is_comment_line(
-        lines[first - 1], suffix
+    while (
+        first > 0
+        and index - first < lines_above
+        and _is_comment_line(lines[first - 1], suffix)
     ):
         first -= 1
     for number in range(first, index):
@@ -211,9 +213,7 @@ def _justification(
     return None, None
 
 
-def _source_files(
-    paths: list[Path], extensions: tuple[str, ...]
-) -> Iterator[Path]:
+def _source_files(paths: list[Path], extensions: tuple[str, ...]) -> Iterator[Path]:
     for path in paths:
         if path.is_file():
             yield path
@@ -348,9 +348,7 @@ def scan_config(config: Config) -> ServiceRoleScan:
             "must be 0 or more",
             "Give how many comment lines above a use may hold the justification",
         )
-    extensions = tuple(
-        e if e.startswith(".") else f".{e}" for e in section.extensions
-    )
+    extensions = tuple(e if e.startswith(".") else f".{e}" for e in section.extensions)
     return scan_paths(
         paths,
         compile_patterns(config),

@@ -10,9 +10,10 @@ points) and lists waivers::
         approver: security@acme.example
         expires: 2025-03-31
 
-A scope names exactly one of ``table`` (schema-qualified; ``public.`` is
-assumed when missing), ``file`` (a path relative to the project root),
-``endpoint`` (``METHOD /path`` or ``/path``) or ``provider``. A finding is in
+A scope names exactly one of ``table``, ``file``, ``endpoint`` or
+``provider``. A table is schema-qualified, and ``public.`` is assumed when
+the schema is missing. A file is a path relative to the project root, and an
+endpoint is ``METHOD /path`` or ``/path``. A finding is in
 scope when its control matches and its ``table``, ``file``,
 ``details["endpoint"]`` or ``details["provider"]`` equals the scope value.
 
@@ -28,10 +29,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable
+from typing import Any
 
 from assay.config import Config
 from assay.errors import ConfigError
@@ -100,9 +102,9 @@ class Waiver:
         if finding.control != self.control:
             return False
         if self.scope == "table":
-            return bool(finding.table) and _normal_table(finding.table) == _normal_table(
-                self.value
-            )
+            return bool(finding.table) and _normal_table(
+                finding.table
+            ) == _normal_table(self.value)
         if self.scope == "file":
             return bool(finding.file) and _normal_file(finding.file) == _normal_file(
                 self.value
@@ -133,7 +135,7 @@ class WaiverSet:
 
     def __init__(self, waivers: Iterable[Waiver] = (), *, today: date | None = None):
         self.waivers = tuple(waivers)
-        self.today = today or datetime.now(timezone.utc).date()
+        self.today = today or datetime.now(UTC).date()
 
     def __len__(self) -> int:
         return len(self.waivers)
@@ -162,7 +164,9 @@ def _fail(document: LocatedYaml, path: tuple, value: object, reason: str, fix: s
 def _text(document: LocatedYaml, entry: dict, path: tuple, key: str, fix: str) -> str:
     value = entry.get(key)
     if not isinstance(value, str) or not value.strip():
-        raise _fail(document, path + (key,), value, f"{key} must be a non-empty text", fix)
+        raise _fail(
+            document, path + (key,), value, f"{key} must be a non-empty text", fix
+        )
     return value.strip()
 
 
@@ -198,7 +202,11 @@ def _scope(document: LocatedYaml, entry: dict, path: tuple) -> tuple[str, str]:
         raise _fail(document, path + ("scope", kind), kind, "unknown scope kind", fix)
     if not isinstance(value, str) or not value.strip():
         raise _fail(
-            document, path + ("scope", kind), value, "the scope value must be a text", fix
+            document,
+            path + ("scope", kind),
+            value,
+            "the scope value must be a text",
+            fix,
         )
     return kind, value.strip()
 
@@ -209,16 +217,26 @@ def _parse_entry(
     path = ("waivers", index)
     if not isinstance(entry, dict):
         raise _fail(
-            document, path, entry, "a waiver must be a mapping", "Give " + ", ".join(_KEYS)
+            document,
+            path,
+            entry,
+            "a waiver must be a mapping",
+            "Give " + ", ".join(_KEYS),
         )
     for key in entry:
         if key not in _KEYS:
             raise _fail(
-                document, path + (key,), entry[key], "unknown key", "Valid keys: " + ", ".join(_KEYS)
+                document,
+                path + (key,),
+                entry[key],
+                "unknown key",
+                "Valid keys: " + ", ".join(_KEYS),
             )
     for key in _KEYS:
         if key not in entry:
-            raise _fail(document, path, None, f"missing required key {key}", f"Add {key}:")
+            raise _fail(
+                document, path, None, f"missing required key {key}", f"Add {key}:"
+            )
     control = _text(document, entry, path, "control", "Name a control id, e.g. DM-3")
     if not _CONTROL_ID.match(control) or (known is not None and control not in known):
         hint = f"Known controls: {', '.join(sorted(known))}" if known else "e.g. DM-3"
@@ -272,7 +290,9 @@ def load_waivers(
         )
     entries = data["waivers"] or []
     if not isinstance(entries, list):
-        raise _fail(document, ("waivers",), entries, "expected a list", "List waivers with -")
+        raise _fail(
+            document, ("waivers",), entries, "expected a list", "List waivers with -"
+        )
     known = set(known_controls) if known_controls is not None else None
     waivers = [_parse_entry(document, e, i, known) for i, e in enumerate(entries)]
     logger.info("loaded %d waiver(s) from %s", len(waivers), display)
@@ -297,8 +317,8 @@ def review_waivers(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Fail the controls named by expired or unused waivers.
 
-    `results` are the control results of a run; each entry is changed in
-    place. Returns (results, one row per waiver for the evidence).
+    `results` are the control results of a run, changed in place. Returns
+    (results, one row per waiver for the evidence).
     """
     by_id = {result["id"]: result for result in results}
     rows = []

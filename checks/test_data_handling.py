@@ -5,16 +5,16 @@ marker), so it scans the database the application wrote to during the run.
 When the run started no application (no ``app`` section, or an ``app.url``
 whose database Assay cannot read), it scans a freshly seeded clone instead:
 then it proves the schema and seed data hold no card data, not the flows.
-The observation ``database`` says which one was scanned.
+The observation ``database`` names the one scanned.
 """
 
 from __future__ import annotations
 
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import psycopg
 import pytest
@@ -48,7 +48,7 @@ class IndexerProbe:
 def _probe_tenant(dsn: str, config: Config) -> str:
     """Return the id of a tenant the indexer may write for."""
     if config.tenancy is None:
-        # Without a tenancy section there is no tenant table to seed; the
+        # Without a tenancy section there is no tenant table to seed, so the
         # indexer gets a fresh id and must accept it as it is.
         return str(uuid.uuid4())
     from assay.seeding import seed_database
@@ -92,9 +92,15 @@ def test_secrets_excluded_from_index(evidence, indexer_probe: IndexerProbe):
         },
     )
     evidence.observe("files", verdict.inventory)
-    evidence.examined_count("secret files", len(indexer_probe.repo.of_kind("secret-file")))
-    evidence.examined_count("credential files", len(indexer_probe.repo.of_kind("credential")))
-    evidence.examined_count("ordinary files", len(indexer_probe.repo.of_kind("ordinary")))
+    evidence.examined_count(
+        "secret files", len(indexer_probe.repo.of_kind("secret-file"))
+    )
+    evidence.examined_count(
+        "credential files", len(indexer_probe.repo.of_kind("credential"))
+    )
+    evidence.examined_count(
+        "ordinary files", len(indexer_probe.repo.of_kind("ordinary"))
+    )
     evidence.extend(verdict.findings)
     evidence.verdict()
 
@@ -105,7 +111,7 @@ def test_secrets_excluded_from_index(evidence, indexer_probe: IndexerProbe):
 def _started_app(request: pytest.FixtureRequest):
     """Return the application fixture if this process already started it, else None."""
     # NOTE: pytest has no public way to ask whether a fixture was used, so
-    # this reads FixtureDef.cached_result; a run that never needed the
+    # this reads FixtureDef.cached_result. A run that never needed the
     # application does not start it just for this scan.
     definitions = request._fixturemanager.getfixturedefs("target_app", request.node)
     for definition in definitions or ():

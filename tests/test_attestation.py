@@ -20,7 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 TODAY = date(2026, 6, 1)
 
 
-def project(tmp_path: Path, entry: str, evidence: bytes | None = b"region: us-east-1\n"):
+def project(
+    tmp_path: Path, entry: str, evidence: bytes | None = b"region: us-east-1\n"
+):
     """Write an assay.yaml with one attested entry, and the evidence file."""
     if evidence is not None:
         (tmp_path / "evidence").mkdir(exist_ok=True)
@@ -193,8 +195,10 @@ def test_git_commit_date_fallback(tmp_path):
     config, index, entry = project(tmp_path, "")
     git(tmp_path, "init", "-q")
     git(tmp_path, "add", "evidence/region.md")
-    git(tmp_path, "commit", "-q", "-m", "Add evidence", when="2026-03-01T12:00:00+00:00")
-    # A checkout sets the modification time to now; it must not count.
+    git(
+        tmp_path, "commit", "-q", "-m", "Add evidence", when="2026-03-01T12:00:00+00:00"
+    )
+    # A checkout sets the modification time to now, which must not count.
     os.utime(tmp_path / "evidence" / "region.md")
 
     result = evaluate(config, index, entry, today=TODAY)

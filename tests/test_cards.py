@@ -42,14 +42,14 @@ def grouped(digits: str, separator: str) -> str:
 
 
 @pytest.mark.parametrize("number", TEST_NUMBERS)
-def test_reference_numbers_pass_luhn(number):
+def test_published_numbers_pass_luhn(number):
     assert luhn_valid(number)
     assert issuer(number) == TEST_NUMBERS[number]
 
 
 @pytest.mark.parametrize("number", TEST_NUMBERS)
 @pytest.mark.parametrize("separator", ["", " ", "-"])
-def test_reference_numbers_found_in_text(number, separator):
+def test_published_numbers_found_in_text(number, separator):
     text = f"Customer paid with {grouped(number, separator)}, thanks!"
 
     found = find_card_numbers(text)
@@ -60,7 +60,7 @@ def test_reference_numbers_found_in_text(number, separator):
 
 
 @pytest.mark.parametrize("number", TEST_NUMBERS)
-def test_reference_numbers_found_in_json(number):
+def test_published_numbers_found_in_json(number):
     found = find_card_numbers(f'{{"note": "card {number}", "n": {number}}}')
 
     assert [m.digits for m in found] == [number, number]
@@ -70,6 +70,18 @@ def test_number_found_next_to_letters():
     assert [m.digits for m in find_card_numbers("pan=4242424242424242;")] == [
         "4242424242424242"
     ]
+
+
+def test_number_ending_sentence_found():
+    found = find_card_numbers("The card was 4242424242424242. Then 5555555555554444.")
+
+    assert [m.digits for m in found] == ["4242424242424242", "5555555555554444"]
+
+
+def test_number_next_to_short_hex_found():
+    found = find_card_numbers("ref cafe4242424242424242")
+
+    assert [m.digits for m in found] == ["4242424242424242"]
 
 
 def test_number_after_unrelated_digits_found():
@@ -91,6 +103,10 @@ def test_number_after_unrelated_digits_found():
         "9242424242424242",  # no issuer starts with 9
         "1234567890123456",
         "00000000-4242-4242-4242-424242424242",  # a UUID with digit groups
+        "1.2600000000000000",  # a numeric value with 16 decimals
+        "4242424242424242.5",
+        "md5 ab4242424242424242cdef0123456789",  # a hex digest
+        "sha1 4242424242424242ab420123456789abcdef0123",
         "4242 4242-4242 4242",  # mixed separators
         "4242  4242  4242  4242",  # double spaces break the groups
         "424242424242424242424242",  # a 24-digit id: no card inside

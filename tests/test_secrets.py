@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
+import sys
 
 import pytest
 
 from assay.canaries import registered
+from assay.config import load_config
+from assay.errors import ConfigError, TargetError
+from assay.indexer_probe import (
+    StoredSource,
+    judge,
+    placeholder_values,
+    render_command,
+    run_indexer,
+)
 from assay.secrets import (
     CREDENTIAL_FORMATS,
     SECRET_FILE_PATTERNS,
@@ -16,8 +27,10 @@ from assay.secrets import (
     secret_file_pattern,
 )
 
-# Every secret file name the reference lists, as a path the probe must plant.
-REFERENCE_SECRET_FILES = [
+# Every secret file name of gitleaks' and detect-secrets' lists that the probe
+# plants, including the three public scanners miss by name (secrets.yml,
+# .pypirc, credentials.json), as the path it plants.
+EXPECTED_SECRET_FILES = [
     ".env",
     ".env.local",
     ".env.development",
@@ -47,8 +60,8 @@ REFERENCE_SECRET_FILES = [
     "ops/team.kdbx",
 ]
 
-# The credential kinds the reference lists, each of which needs a probe file.
-REFERENCE_FORMATS = [
+# Every credential format the probe plants, one ordinary file each.
+EXPECTED_FORMATS = [
     "aws-access-key-id",
     "aws-secret-access-key",
     "github-personal-access-token",
@@ -134,7 +147,7 @@ def test_probe_is_committed_git_repository(probe):
 def test_probe_plants_every_secret_file_name(probe):
     planted = [f.path for f in probe.of_kind("secret-file")]
 
-    assert planted == REFERENCE_SECRET_FILES
+    assert planted == EXPECTED_SECRET_FILES
 
 
 def test_probe_covers_every_secret_pattern(probe):
@@ -148,11 +161,11 @@ def test_probe_covers_every_secret_pattern(probe):
 def test_probe_plants_every_credential_format(probe):
     planted = [f.pattern for f in probe.of_kind("credential")]
 
-    assert planted == REFERENCE_FORMATS
-    assert [c.name for c in CREDENTIAL_FORMATS] == REFERENCE_FORMATS
+    assert planted == EXPECTED_FORMATS
+    assert [c.name for c in CREDENTIAL_FORMATS] == EXPECTED_FORMATS
 
 
-@pytest.mark.parametrize("name", REFERENCE_FORMATS)
+@pytest.mark.parametrize("name", EXPECTED_FORMATS)
 def test_credential_file_matches_own_format(probe, name):
     (planted,) = [f for f in probe.of_kind("credential") if f.pattern == name]
     text = read(probe, planted.path)
@@ -160,7 +173,7 @@ def test_credential_file_matches_own_format(probe, name):
     found = {format_name for format_name, _ in find_credentials(text)}
 
     assert name in found
-    # A Supabase service-role key is also a JWT; nothing else overlaps.
+    # A Supabase service-role key is also a JWT, and nothing else overlaps.
     assert found - {name, "jwt"} == set()
     assert planted.canary.value in text
     assert secret_file_pattern(planted.path) is None
@@ -233,7 +246,13 @@ def test_secret_file_pattern_matches(path, pattern):
 
 @pytest.mark.parametrize(
     "path",
-    ["src/environment.py", ".envrc", "docs/secrets-management.md", "id_rsa.pub", "key.txt"],
+    [
+        "src/environment.py",
+        ".envrc",
+        "docs/secrets-management.md",
+        "id_rsa.pub",
+        "key.txt",
+    ],
 )
 def test_near_miss_names_are_ordinary(path):
     assert secret_file_pattern(path) is None
@@ -254,10 +273,140 @@ def test_ordinary_code_has_no_credentials(text):
 
 
 def test_missing_git_raises_target_error(tmp_path, monkeypatch):
-    from assay.errors import TargetError
-
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
 
     with pytest.raises(TargetError, match="git not found"):
         build_probe_repository(tmp_path / "repo")
 
+
+# The indexer probe without a database ------------------------------------------
+
+
+def indexer_config(tmp_path, command: str, extra: str = ""):
+    (tmp_path / "assay.yaml").write_text(f"indexer:\n  command: {command!r}\n" + extra)
+    return load_config(tmp_path / "assay.yaml")
+
+
+def values_for(tmp_path):
+    return placeholder_values(
+        tmp_path / "my repo", "postgresql://h/db", "org-1", tmp_path
+    )
+
+
+def test_command_placeholders_fill_whole_arguments(tmp_path):
+    config = indexer_config(
+        tmp_path, "{python} -m idx --repo {repo} --org={organization_id}"
+    )
+
+    command = render_command(config, values_for(tmp_path))
+
+    assert command == [
+        sys.executable,
+        "-m",
+        "idx",
+        "--repo",
+        str(tmp_path / "my repo"),
+        "--org=org-1",
+    ]
+
+
+def test_unknown_placeholder_names_line(tmp_path):
+    config = indexer_config(tmp_path, "idx --repo {repository}")
+
+    with pytest.raises(ConfigError) as raised:
+        render_command(config, values_for(tmp_path))
+
+    assert raised.value.line == 2
+    assert "unknown placeholder {repository}" in str(raised.value)
+
+
+def test_endpoint_only_is_config_error(tmp_path):
+    (tmp_path / "assay.yaml").write_text("indexer:\n  endpoint: /api/index\n")
+
+    with pytest.raises(ConfigError, match="cannot be probed yet"):
+        render_command(load_config(tmp_path / "assay.yaml"), values_for(tmp_path))
+
+
+def test_missing_program_is_config_error(tmp_path):
+    config = indexer_config(tmp_path, "no-such-indexer-program {repo}")
+
+    with pytest.raises(
+        ConfigError, match="program 'no-such-indexer-program' not found"
+    ):
+        run_indexer(config, values_for(tmp_path), [])
+
+
+def test_failing_indexer_stderr_redacted(tmp_path, probe):
+    secret = probe.of_kind("secret-file")[0].canary
+    script = tmp_path / "idx.py"
+    script.write_text(
+        f"import sys\nsys.stderr.write('read {secret.value}\\n')\nsys.exit(3)\n"
+    )
+    config = indexer_config(tmp_path, "{python} idx.py")
+
+    with pytest.raises(TargetError) as raised:
+        run_indexer(config, values_for(tmp_path), [secret])
+
+    assert "exited with status 3" in str(raised.value)
+    assert secret.value not in str(raised.value)
+    assert secret.redacted() in str(raised.value)
+
+
+def test_indexer_env_filled(tmp_path):
+    script = tmp_path / "idx.py"
+    script.write_text("import os\nprint(os.environ['INDEX_ORG'])\n")
+    config = indexer_config(
+        tmp_path, "{python} idx.py", "  env: {INDEX_ORG: 'org={organization_id}'}\n"
+    )
+
+    run = run_indexer(config, values_for(tmp_path), [])
+
+    assert run.stdout.decode().strip() == "org=org-1"
+    assert run.returncode == 0
+
+
+def test_timeout_is_target_error(tmp_path):
+    (tmp_path / "idx.py").write_text("import time\ntime.sleep(5)\n")
+    config = indexer_config(tmp_path, "{python} idx.py", "  timeout: 0.5\n")
+
+    with pytest.raises(TargetError, match="timed out after indexer.timeout=0.5 s"):
+        run_indexer(config, values_for(tmp_path), [])
+
+
+def test_judge_finds_leaks_in_any_encoding(probe):
+    env_local = next(f for f in probe.files if f.path == ".env.local")
+    token = next(f for f in probe.files if f.pattern == "github-personal-access-token")
+    ordinary = probe.of_kind("ordinary")
+    stored = "\n".join(f.canary.value for f in ordinary[1:]) + "\n" + token.canary.value
+    sources = [
+        StoredSource("table public.files.body", stored.encode()),
+        StoredSource(
+            "file out/index.json", base64.b64encode(env_local.canary.value.encode())
+        ),
+    ]
+
+    verdict = judge(probe, sources)
+    by_file = {f.file: f for f in verdict.findings}
+
+    assert set(by_file) == {".env.local", "tools/release.py", ordinary[0].path}
+    assert by_file[".env.local"].rule == "secret-file-indexed"
+    assert by_file[".env.local"].details["found_in"] == [
+        {"source": "file out/index.json", "encoding": "base64"}
+    ]
+    assert "'.env.*'" in by_file[".env.local"].message
+    assert by_file["tools/release.py"].rule == "credential-indexed"
+    assert "table public.files.body" in by_file["tools/release.py"].message
+    assert by_file[ordinary[0].path].level == "undecided"
+    assert verdict.counts["leaks"] == 2
+    assert verdict.counts["ordinary files indexed"] == len(ordinary) - 1
+
+
+def test_judge_never_puts_canary_in_findings(probe):
+    stored = "\n".join(f.canary.value for f in probe.files)
+
+    verdict = judge(probe, [StoredSource("indexer stdout", stored.encode())])
+    text = repr(verdict.findings) + repr(verdict.inventory)
+
+    assert len(verdict.findings) == len(probe.files) - len(probe.of_kind("ordinary"))
+    for planted in probe.files:
+        assert planted.canary.value not in text

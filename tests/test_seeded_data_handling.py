@@ -1,9 +1,9 @@
 """Seeded violations of DM-2, DM-3, TI-6, waivers and attestations on acme.
 
-Each case writes an assay.yaml for a variant of acme (an ``ACME_FLAW`` for the
+Each case writes an assay.yaml for a variant of acme: an ``ACME_FLAW`` for the
 indexer, an extra migration, an extra source file, a waivers file or an old
-collection date) and runs ``assay run --controls ...`` as a subprocess against
-a shared local PostgreSQL. The runs are started together, because most of
+collection date. It then runs ``assay run --controls ...`` as a subprocess
+against a shared local PostgreSQL. The runs are started together, because most of
 their time is spent starting Python and waiting on the database.
 """
 
@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from assay_testing import (
     ACME,
     TENANCY,
@@ -110,7 +109,9 @@ def _sections(folder: Path, case: Case, database_url: str) -> dict[str, Any]:
     package = ACME / "acme"
     if case.extra_source is not None:
         package = folder / "acme"
-        shutil.copytree(ACME / "acme", package, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            ACME / "acme", package, ignore=shutil.ignore_patterns("__pycache__")
+        )
         (package / "reports.py").write_text(case.extra_source)
     attested = [
         {
@@ -177,10 +178,12 @@ def leak_findings(result: AssayResult) -> dict[str, dict[str, Any]]:
 
 def test_acme_keeps_every_claim(runs):
     result = runs["acme"]
-    observed = result.control("DM-2")["observations"]["test_secrets_excluded_from_index"]
-    inventory = result.control("TI-6")["observations"]["test_service_role_uses_justified"][
-        "inventory"
+    observed = result.control("DM-2")["observations"][
+        "test_secrets_excluded_from_index"
     ]
+    inventory = result.control("TI-6")["observations"][
+        "test_service_role_uses_justified"
+    ]["inventory"]
 
     assert statuses(result) == {
         "DM-2": "passed",
@@ -226,9 +229,10 @@ def test_github_token_indexed_fails_dm2(runs):
     assert findings["tools/release.py"]["details"]["pattern"] == (
         "github-personal-access-token"
     )
-    assert "github-personal-access-token credential" in findings["tools/release.py"][
-        "message"
-    ]
+    assert (
+        "github-personal-access-token credential"
+        in findings["tools/release.py"]["message"]
+    )
     assert len(findings) == 6
 
 

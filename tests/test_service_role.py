@@ -162,7 +162,10 @@ def test_marker_too_far_above(tmp_path):
 
     assert [use.line for use in far.unjustified()] == [5]
     assert near.unjustified() == []
-    assert near.uses[0].justification == "admin RPC after checking membership one two three"
+    assert (
+        near.uses[0].justification
+        == "admin RPC after checking membership one two three"
+    )
 
 
 def test_block_comment_justifies(tmp_path):

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from assay.cli import main
 from assay.config import load_config
 from assay.errors import ConfigError
 from assay.findings import Finding
 from assay.waivers import WaiverSet, load_waivers, review_waivers
-from assay.cli import main
 
 TODAY = date(2026, 6, 1)
 KNOWN = ["DM-3", "TI-6", "WH-1", "XX-1"]
@@ -46,7 +46,11 @@ def test_valid_file_loads_with_lines(tmp_path):
     waivers = load(tmp_path, VALID)
 
     first, second = waivers.waivers
-    assert (first.control, first.scope, first.value) == ("DM-3", "table", "legacy_payments")
+    assert (first.control, first.scope, first.value) == (
+        "DM-3",
+        "table",
+        "legacy_payments",
+    )
     assert first.expires == date(2026, 9, 30)
     assert first.line == 2
     assert second.line == 7
@@ -173,8 +177,12 @@ def test_file_endpoint_provider_scopes(tmp_path):
     assert not waivers.waive(
         finding(control="WH-1", details={"endpoint": "GET /webhooks/zendesk"})
     ).waived
-    assert waivers.waive(finding(control="WH-1", details={"provider": "intercom"})).waived
-    assert waivers.waive(finding(control="XX-1", details={"endpoint": "GET /health"})).waived
+    assert waivers.waive(
+        finding(control="WH-1", details={"provider": "intercom"})
+    ).waived
+    assert waivers.waive(
+        finding(control="XX-1", details={"endpoint": "GET /health"})
+    ).waived
 
 
 def test_info_findings_not_waived(tmp_path):
@@ -223,7 +231,7 @@ def test_review_fails_unused_waiver(tmp_path):
 def test_review_skips_unselected_controls(tmp_path):
     waivers = load(tmp_path, VALID)
 
-    results, rows = review_waivers(waivers, [])
+    _, rows = review_waivers(waivers, [])
 
     assert [row["status"] for row in rows] == ["not-selected", "not-selected"]
 
@@ -297,7 +305,9 @@ waivers:
 
 
 def test_waived_finding_stays_in_evidence(pytester):
-    result, evidence = run_plugin(pytester, FINDING_CHECK, WAIVER.replace("EXPIRES", "2999-01-01"))
+    result, evidence = run_plugin(
+        pytester, FINDING_CHECK, WAIVER.replace("EXPIRES", "2999-01-01")
+    )
 
     (control,) = evidence["controls"]
     (kept,) = control["findings"]
@@ -311,7 +321,9 @@ def test_waived_finding_stays_in_evidence(pytester):
 
 
 def test_expired_waiver_fails_control(pytester):
-    _, evidence = run_plugin(pytester, FINDING_CHECK, WAIVER.replace("EXPIRES", "2020-01-01"))
+    _, evidence = run_plugin(
+        pytester, FINDING_CHECK, WAIVER.replace("EXPIRES", "2020-01-01")
+    )
 
     (control,) = evidence["controls"]
     assert control["status"] == "failed"
@@ -342,7 +354,9 @@ def test_malformed_waivers_are_usage_error(pytester):
 
 
 def test_skip_with_waiver_is_error(pytester):
-    _, evidence = run_plugin(pytester, SKIP_CHECK, WAIVER.replace("EXPIRES", "2999-01-01"))
+    _, evidence = run_plugin(
+        pytester, SKIP_CHECK, WAIVER.replace("EXPIRES", "2999-01-01")
+    )
 
     (control,) = evidence["controls"]
     assert control["status"] == "error"
@@ -383,7 +397,9 @@ waivers:
     ],
     ids=["no waiver", "valid waiver", "expired waiver"],
 )
-def test_cli_exit_status_with_waivers(tmp_path, monkeypatch, capsys, waivers, exit_status, status):
+def test_cli_exit_status_with_waivers(
+    tmp_path, monkeypatch, capsys, waivers, exit_status, status
+):
     folder = cli_project(tmp_path, waivers)
     monkeypatch.chdir(folder)
     monkeypatch.setenv("ASSAY_CANARY_DIR", str(tmp_path / "canaries"))

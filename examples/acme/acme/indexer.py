@@ -9,7 +9,7 @@ It reads the files git tracks at HEAD's working tree and stores each in
 
 - files whose name marks them as secret (``.env`` and ``.env.*``, keys and
   certificates, credential stores such as ``.pypirc`` or ``secrets.yml``);
-- files whose content holds a known credential format (cloud, payment and
+- files whose content contains a known credential format (cloud, payment and
   API keys, tokens, private keys, passwords in URLs);
 - binary files, files that are not UTF-8 and files over ``MAX_BYTES``.
 
@@ -130,7 +130,7 @@ class Rules:
 
 @dataclass
 class IndexReport:
-    """What one run indexed and what it skipped, by reason."""
+    """The count of files one run indexed, and of those it skipped by reason."""
 
     indexed: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
@@ -230,8 +230,8 @@ def select_files(
 
 
 def store(db: Database, organization_id: str, files: list[tuple[str, str]]) -> None:
-    # service-role: the indexer is a background job with no user session; it
-    # writes only rows of the organization named on its command line.
+    # service-role: the indexer is a background job with no user session, and
+    # it writes only rows of the organization named on its command line.
     with db.as_service() as cur:
         for relative, text in files:
             cur.execute(
