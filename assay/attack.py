@@ -1,7 +1,9 @@
 """The live cross-tenant attack: TI-4 probes and TI-5 definer probes.
 
 Each probe runs in its own transaction on one reused connection: act as a
-caller, run one statement, switch back to the superuser inside the same
+caller, run one statement (writes carry no RETURNING, because RETURNING
+needs SELECT rights on the new row and would turn a successful write into
+a permission error), switch back to the superuser inside the same
 transaction to see what the statement did to rows the caller does not own,
 then roll back. Reading another tenant's rows, writing a row into another
 tenant, moving a row there, or touching its rows is a leak. A permission
@@ -162,7 +164,7 @@ class Attack:
         query: sql.Composable,
         params: list,
         *,
-        returns_rows: bool = True,
+        clear_dependents: bool = False,
     ) -> ProbeResult:
         statement = _render(self.conn, query, params)
         result = ProbeResult(table, operation, actor.kind, statement, "denied")
@@ -179,6 +181,8 @@ class Attack:
         cur = self.conn.cursor()
         try:
             cur.execute("begin")
+            if clear_dependents:
+                self._clear_dependents(cur, table)
             become(cur, actor, self.tenancy)
             cur.execute(query, params)
             rows = []
@@ -226,6 +230,25 @@ class Attack:
             if result.outcome == "leak":
                 result.rows = [_shown(r) for r in (seen or rows)[:MAX_ROWS_SHOWN]]
             return result
+
+    def _clear_dependents(self, cur, table: str) -> None:
+        """Empty, inside the probe's transaction, the tables whose keys point at `table`.
+
+        A row with dependents cannot move to another tenant when a composite
+        foreign key holds the tenant, which says nothing about the policy that
+        would otherwise let it move. Everything is rolled back afterwards.
+        """
+        children = sorted(
+            name
+            for name, info in self.seed.tables.items()
+            if name != table and any(fk.parent == table for fk in info.foreign_keys)
+        )
+        if children:
+            cur.execute(
+                sql.SQL("truncate {}").format(
+                    sql.SQL(", ").join(_ident(name) for name in children)
+                )
+            )
 
     def _baseline(self, cur, table: str, actor: Actor):
         """Count the rows `actor` must not reach; cached, since every probe rolls back."""
@@ -287,7 +310,7 @@ class Attack:
 
     def insert_statement(self, info: TableInfo, values: dict[str, Any], conflict: str = ""):
         columns = list(values)
-        query = sql.SQL("insert into {} ({}) values ({}){} returning *").format(
+        query = sql.SQL("insert into {} ({}) values ({}){}").format(
             _ident(info.name),
             sql.SQL(", ").join(map(sql.Identifier, columns)),
             sql.SQL(", ").join(sql.SQL("%s") for _ in columns),
@@ -323,13 +346,25 @@ class Attack:
             )
             if operation == "UPDATE_BARE":
                 probes.append(
-                    (sql.SQL("update {} set {} returning *").format(ident, assignment), [])
+                    (sql.SQL("update {} set {}").format(ident, assignment), [])
                 )
+                if owner and actor.kind == MEMBER and not info.columns[owner].generated:
+                    # Moving rows to tenant B. Without a WHERE clause PostgreSQL
+                    # does not apply SELECT policies to the new row, so only the
+                    # UPDATE policy's WITH CHECK stands in the way.
+                    probes.append(
+                        (
+                            sql.SQL("update {} set {} = %s").format(
+                                ident, sql.Identifier(owner)
+                            ),
+                            [self.tenant_b],
+                        )
+                    )
             elif target is not None:
                 where, params = self._identity_where(info, target)
                 probes.append(
                     (
-                        sql.SQL("update {} set {} where {} returning *").format(
+                        sql.SQL("update {} set {} where {}").format(
                             ident, assignment, where
                         ),
                         params,
@@ -339,7 +374,7 @@ class Attack:
                     where, params = self._identity_where(info, own)
                     probes.append(
                         (
-                            sql.SQL("update {} set {} = %s where {} returning *").format(
+                            sql.SQL("update {} set {} = %s where {}").format(
                                 ident, sql.Identifier(owner), where
                             ),
                             [self.tenant_b, *params],
@@ -350,11 +385,11 @@ class Attack:
                 where, params = self._identity_where(info, target)
                 probes.append(
                     (
-                        sql.SQL("delete from {} where {} returning *").format(ident, where),
+                        sql.SQL("delete from {} where {}").format(ident, where),
                         params,
                     )
                 )
-            probes.append((sql.SQL("delete from {} returning *").format(ident), []))
+            probes.append((sql.SQL("delete from {}").format(ident), []))
         elif operation == "INSERT" and target is not None:
             probes.append(self.insert_statement(info, self.new_row(info, target, "B")))
         elif operation == "UPSERT" and target is not None and info.primary_key:
@@ -415,11 +450,11 @@ class Attack:
             if operation == "SELECT":
                 query = sql.SQL("select * from {} where " + where).format(ident)
             elif operation == "UPDATE":
-                query = sql.SQL("update {} set {} = {} where " + where + " returning *").format(
+                query = sql.SQL("update {} set {} = {} where " + where).format(
                     ident, sql.Identifier(column), sql.Identifier(column)
                 )
             else:
-                query = sql.SQL("delete from {} where " + where + " returning *").format(ident)
+                query = sql.SQL("delete from {} where " + where).format(ident)
             result = self.run(table, operation, self.actors[kind], query, params)
             if result.outcome == "leak":
                 found["last"] = result
@@ -450,7 +485,12 @@ class Attack:
             for kind in KINDS:
                 actor = self.actors[kind]
                 for query, params in self.deterministic(table, operation, actor):
-                    results.append(self.run(table, operation, actor, query, params))
+                    result = self.run(table, operation, actor, query, params)
+                    if result.sqlstate == "23503" and operation.startswith("UPDATE"):
+                        result = self.run(
+                            table, operation, actor, query, params, clear_dependents=True
+                        )
+                    results.append(result)
             shrunk = self.search(table, operation)
             if shrunk is not None:
                 results.append(shrunk)
