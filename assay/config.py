@@ -116,9 +116,9 @@ class AppConfig:
     url: str | None = None
     cwd: str = "."
     env: dict[str, str] = field(default_factory=dict)
+    port: int | None = None
     ready_path: str = "/health"
     ready_timeout: float = 20.0
-    port: int | None = None
     jwt_secret: str | None = None
     logs: list[str] = field(default_factory=list)
     providers: dict[str, str] = field(default_factory=dict)
@@ -138,8 +138,6 @@ class EncryptionConfig:
     key_encoding: Literal["base64", "hex", "raw"] = "base64"
     token_columns: list[str] = field(default_factory=list)
     secret_columns: list[str] = field(default_factory=list)
-
-
     token_providers: list[str] = field(default_factory=list)
     secret_providers: list[str] = field(default_factory=list)
     oauth_start: str = "GET /oauth/{provider}/start"
@@ -149,6 +147,8 @@ class EncryptionConfig:
     secret_field: str = "secret"
     use_secret: str | None = None
     endpoints: list[str] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class WebhookConfig:
     """One inbound webhook receiver of the application, keyed by a name.

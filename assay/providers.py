@@ -3,9 +3,10 @@
 Each fake is an HTTP server on 127.0.0.1 that implements a provider's
 documented OAuth token exchange and one identity endpoint, and records every
 bearer token it receives. A check primes a fake with the tokens to grant for
-an authorization code, lets the application run its OAuth callback and a sync,
-then compares the bearer tokens the fake saw with the ones it granted: that
-proves the value stored in the database decrypts to the token in use.
+an authorization code and lets the application run its OAuth callback and a
+sync. It then compares the bearer tokens the fake received with the ones it
+granted, which proves the value stored in the database decrypts to the token
+in use.
 
 Paths, from each provider's API reference:
 
@@ -50,7 +51,7 @@ TOKEN_PATHS = {
 
 @dataclass(frozen=True)
 class Received:
-    """One request a fake answered: what was called and with which credential."""
+    """One request a fake received: the method, path and credential it carried."""
 
     method: str
     path: str
@@ -81,7 +82,7 @@ class ProviderFake:
         return f"http://{host}:{port}"
 
     def grant(self, code: str, access_token: str, refresh_token: str | None) -> None:
-        """Answer a token exchange for `code` with these tokens."""
+        """Grant these tokens to a token exchange that presents `code`."""
         with self.lock:
             self.grants[code] = (access_token, refresh_token)
             if refresh_token:
@@ -89,7 +90,7 @@ class ProviderFake:
             self.valid_tokens.add(access_token)
 
     def fail_next(self, status: int = 500, count: int = 1) -> None:
-        """Answer the next `count` API calls with `status` (a provider outage)."""
+        """Fail the next `count` API calls with `status` (a provider outage)."""
         with self.lock:
             self.failures.extend([status] * count)
 
@@ -197,7 +198,7 @@ def _parse_form(content_type: str, body: bytes) -> dict[str, str]:
 
 
 def _identity(provider: str) -> dict[str, Any]:
-    """The documented shape of each provider's answer about the token's user."""
+    """Return an identity response in the shape each provider documents."""
     if provider == "slack":
         return {"ok": True, "user_id": "U0001", "team_id": "T0001"}
     if provider == "linear":

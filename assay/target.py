@@ -445,7 +445,7 @@ class AppProcess:
             if self.poll_ready():
                 self.ready_seconds = time.monotonic() - started
                 logger.info(
-                    "the application answered GET %s after %.2f s",
+                    "the application returned 2xx to GET %s after %.2f s",
                     self.spec.ready_path,
                     self.ready_seconds,
                 )

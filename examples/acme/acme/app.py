@@ -27,13 +27,13 @@ ROUTE_MODULES = ("acme.integrations", "acme.webhooks", "acme.indexer")
 
 
 def health(request: Request) -> JSONResponse:
-    """Readiness: the database answers."""
+    """Report readiness once the database accepts a query."""
     request.app.state.db.ping()
     return JSONResponse({"status": "ok"})
 
 
 def openapi(request: Request) -> JSONResponse:
-    """The OpenAPI 3.1 document of every route."""
+    """Return the OpenAPI 3.1 document of every route."""
     return JSONResponse(build_openapi(request.app.routes))
 
 

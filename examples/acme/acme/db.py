@@ -2,7 +2,7 @@
 
 ``as_user`` does per transaction what PostgREST does per request: it switches
 to the ``authenticated`` role and sets ``request.jwt.claims``, so every policy
-that calls ``auth.uid()`` sees the caller. ``as_service`` keeps the owner
+that calls ``auth.uid()`` gets the caller's id. ``as_service`` keeps the owner
 connection, which bypasses row level security; each call site carries a
 ``# service-role:`` comment saying why it needs to.
 """

@@ -111,7 +111,7 @@ _TOKEN_VAULTS = {
 
 
 def token_vault(flaw: str, key: bytes) -> Vault:
-    """The vault for OAuth tokens: AES-256-GCM unless a token flaw is chosen."""
+    """Return the vault for OAuth tokens: AES-256-GCM unless a token flaw is set."""
     if len(key) != 32:
         return _Aes128Vault(key)
     return _TOKEN_VAULTS.get(flaw, Vault)(key)
@@ -124,7 +124,7 @@ def refresh_vault(flaw: str, key: bytes) -> Vault:
 
 
 def secret_vault(flaw: str, key: bytes) -> Vault:
-    """The vault for webhook signing secrets."""
+    """Return the vault for webhook signing secrets."""
     if flaw == "webhook-plaintext":
         return _PlaintextVault(key)
     if len(key) != 32:

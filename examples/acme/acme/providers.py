@@ -1,9 +1,9 @@
 """The provider APIs Acme calls: OAuth token exchange and one identity request.
 
 Paths follow each provider's documented OAuth and REST endpoints. Each
-provider has one base URL (``ACME_<PROVIDER>_URL``); in production the
-authorization and API hosts differ for some providers, which a deployment
-maps with its own proxy.
+provider has one base URL (``ACME_<PROVIDER>_URL``). In production the
+authorization and API hosts differ for some providers, so a deployment maps
+them with its own proxy.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ _http = httpx.Client(timeout=10.0)
 
 
 class ProviderError(Exception):
-    """A provider answered with an error status or an unusable body."""
+    """A provider returned an error status or an unusable body."""
 
     def __init__(self, provider: str, status: int, reason: str) -> None:
         super().__init__(f"{provider} returned {status}: {reason}")

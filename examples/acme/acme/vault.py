@@ -5,7 +5,8 @@ Envelope: the text ``v1:`` followed by standard, padded base64 of
 fresh for every seal) and the tag is GCM's 16-byte tag. No associated data is
 bound, so an envelope decrypts wherever it is stored.
 
-Errors say that decryption failed and nothing about the key or the value.
+Error messages state that decryption failed and contain nothing of the key or
+the value.
 """
 
 from __future__ import annotations
