@@ -17,7 +17,7 @@ def _load(config: Config):
     from assay.fixtures.database import load_migrations
     from assay.schema import build_model
 
-    files = load_migrations(config)
+    files = load_migrations(config, cache=True)
     return files, build_model(files)
 
 
