@@ -28,6 +28,14 @@ STATUSES = (
 )
 SEVERITIES = ("critical", "high", "medium", "low")
 CONTROL_ID = re.compile(r"^[A-Z]{2,4}-\d+$")
+# Reports list the shipped families in this order; other families follow by name.
+FAMILY_ORDER = (
+    "tenant-isolation",
+    "token-encryption",
+    "webhooks",
+    "data-handling",
+    "operations",
+)
 
 
 @dataclass(frozen=True)
@@ -171,4 +179,9 @@ def load_catalog(folder: Path | None = None) -> Catalog:
                     line=line or 0,
                 )
             )
+    def rank(control: Control) -> tuple[int, str]:
+        known = control.family in FAMILY_ORDER
+        return (FAMILY_ORDER.index(control.family) if known else len(FAMILY_ORDER), control.family)
+
+    controls.sort(key=rank)
     return Catalog(controls=tuple(controls), criteria=criteria)
