@@ -37,8 +37,8 @@ from acme.vault import DecryptionError
 
 logger = logging.getLogger("acme.webhooks")
 
-# Zendesk signs a timestamp but documents no window; Acme allows five minutes,
-# the window Slack, Stripe and Standard Webhooks use.
+# Zendesk signs a timestamp but documents no window, so Acme allows five
+# minutes, the window Slack, Stripe and Standard Webhooks use.
 TIMESTAMP_WINDOW_SECONDS = 300
 # The time a flawed receiver spends between its duplicate check and recording
 # the event, standing in for a provider API call made while processing.
