@@ -279,7 +279,9 @@ def _process(
 def _process_racy(
     state: Any, org: str, provider: str, headers: Headers, payload: dict, event_id: str
 ) -> str:
-    # service-role: as in _process; this variant checks, applies, then records.
+    # This variant checks, applies and records in three transactions, so
+    # concurrent copies of one event all pass the check before any is recorded.
+    # service-role: a webhook has no user session; the signature verified.
     with state.db.as_service() as cur:
         cur.execute(
             "select 1 from public.webhook_events where provider = %s and event_id = %s",
@@ -287,9 +289,13 @@ def _process_racy(
         )
         if cur.fetchone() is not None:
             return "duplicate"
+
+    # service-role: a webhook has no user session; the signature verified.
     with state.db.as_service() as cur:
         SCHEMES[provider].apply(cur, org, headers, payload, "")
     time.sleep(ENRICHMENT_SECONDS)
+
+    # service-role: a webhook has no user session; the signature verified.
     with state.db.as_service() as cur:
         cur.execute(
             "insert into public.webhook_events (organization_id, provider, event_id) "
