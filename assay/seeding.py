@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 ROWS_PER_TENANT = 2
 MEMBERS_PER_TENANT = 2
+# Inserts tried per row while repairing NOT NULL and CHECK violations.
+MAX_INSERT_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class TableInfo:
     parent: str | None = None
     partition_bound: str | None = None
     partition_key: str | None = None
+    checks: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def identity_columns(self) -> tuple[str, ...]:
@@ -154,7 +157,7 @@ select con.contype,
        array(select a.attname from unnest(con.confkey) with ordinality k(n, i)
              join pg_attribute a on a.attrelid = con.confrelid and a.attnum = k.n
              order by k.i),
-       pg_get_constraintdef(con.oid)
+       pg_get_constraintdef(con.oid), con.conname
 from pg_constraint con
 where con.conrelid = %s and con.contype in ('p', 'u', 'f', 'c')
 """
@@ -222,7 +225,7 @@ _LITERAL = re.compile(r"'((?:[^']|'')*)'")
 
 def _read_constraints(cur, oid: int, info: TableInfo) -> None:
     cur.execute(_CONSTRAINTS, (oid,))
-    for kind, columns, parent, parent_columns, definition in cur.fetchall():
+    for kind, columns, parent, parent_columns, definition, name in cur.fetchall():
         if kind == "p":
             info.primary_key = tuple(columns)
         elif kind == "u":
@@ -232,6 +235,7 @@ def _read_constraints(cur, oid: int, info: TableInfo) -> None:
                 ForeignKey(tuple(columns), parent, tuple(parent_columns))
             )
         elif kind == "c":
+            info.checks[name] = tuple(columns)
             match = _IN_LIST.search(definition)
             if match and match.group(1) in info.columns:
                 choices = [v.replace("''", "'") for v in _LITERAL.findall(match.group(2))]
@@ -285,7 +289,9 @@ class ValueMaker:
         if kind.startswith("interval"):
             return timedelta(minutes=n)
         if kind == "citext" or kind.startswith(("text", "character", "varchar", "name")):
-            value = f"{label.lower()}-{marker}-{n}"
+            # Letters and digits only, starting with a letter: username and slug
+            # CHECK patterns such as '^[a-zA-Z][a-zA-Z0-9_]+$' accept it.
+            value = f"{label.lower()}{marker}{n}"
             match = re.search(r"\((\d+)\)", kind)
             if match:
                 value = value[: int(match.group(1))]
@@ -374,29 +380,99 @@ class Seeder:
 
     # rows
 
-    def insert(self, table: str, values: dict[str, Any], label: str) -> dict[str, Any] | None:
-        info = self.tables[table]
+    def insert(
+        self, table: str, values: dict[str, Any], label: str, *, conflict: str = ""
+    ) -> dict[str, Any] | None:
+        """Insert one row, repairing NOT NULL and CHECK violations a few times.
+
+        A NOT NULL column whose default is NULL for the superuser (a default
+        read from a session setting) gets a value, and a CHECK is retried with
+        its nullable columns set to NULL one at a time, then all together.
+        Returns the row, or None when the insert failed (the reason is kept in
+        ``errors``) or `conflict` skipped it.
+        """
+        pending = [dict(values)]
+        tried = 0
+        while pending and tried < MAX_INSERT_ATTEMPTS:
+            attempt = pending.pop(0)
+            tried += 1
+            try:
+                row, names = self._insert_once(table, attempt, label, conflict)
+            except psycopg.Error as exc:
+                repairs = self._repairs(table, attempt, exc, label)
+                if not repairs or tried == MAX_INSERT_ATTEMPTS:
+                    reason = (exc.diag.message_primary or str(exc)).strip()
+                    self.errors.setdefault(table, f"{type(exc).__name__}: {reason}")
+                    logger.info("could not seed %s: %s", table, reason)
+                    return None
+                pending = repairs + pending
+                continue
+            if row is None:
+                return None
+            record = {k: _plain(v) for k, v in zip(names, row)}
+            self.rows[table][label].append(record)
+            return record
+        return None
+
+    def _insert_once(self, table: str, values: dict[str, Any], label: str, conflict: str):
         columns = list(values)
-        query = sql.SQL("insert into {} ({}) values ({}) returning *").format(
+        query = sql.SQL("insert into {} ({}) values ({}){} returning *").format(
             _quote(table),
             sql.SQL(", ").join(map(sql.Identifier, columns)),
             sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+            sql.SQL(conflict),
         )
         if not columns:
             query = sql.SQL("insert into {} default values returning *").format(_quote(table))
-        try:
-            with self.conn.transaction(), self.conn.cursor() as cur:
-                cur.execute(query, [_adapt(values[c]) for c in columns])
-                row = cur.fetchone()
-                names = [d.name for d in cur.description]
-        except psycopg.Error as exc:
-            reason = (exc.diag.message_primary or str(exc)).strip()
-            self.errors.setdefault(table, f"{type(exc).__name__}: {reason}")
-            logger.info("could not seed %s: %s", table, reason)
-            return None
-        record = {k: _plain(v) for k, v in zip(names, row)}
-        self.rows[table][label].append(record)
-        return record
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            self._claim_member(cur, label)
+            cur.execute(query, [_adapt(values[c]) for c in columns])
+            row = cur.fetchone()
+            return row, [d.name for d in cur.description]
+
+    def _claim_member(self, cur: psycopg.Cursor, label: str) -> None:
+        """Carry the JWT claims of the tenant's first member, as the superuser.
+
+        Triggers and defaults such as ``invited_by = auth.uid()`` then fill in
+        a member of the tenant, as they would when the application writes.
+        NOTE: only the supabase flavor has claims to set. A SQL template in
+        act_as may switch roles, so it is not run while seeding.
+        """
+        users = self.users.get(label)
+        if self.config.database.flavor != "supabase" or not users:
+            return
+        claims = json.dumps(
+            {"sub": users[0].id, "role": "authenticated", "email": users[0].email}
+        )
+        cur.execute(
+            "select set_config('request.jwt.claims', %s, true), "
+            "set_config('request.jwt.claim.sub', %s, true)",
+            (claims, users[0].id),
+        )
+
+    def _repairs(
+        self, table: str, values: dict[str, Any], exc: psycopg.Error, label: str
+    ) -> list[dict[str, Any]]:
+        """Other values worth trying after `exc`, most likely to work first."""
+        info = self.tables[table]
+        column = exc.diag.column_name
+        if isinstance(exc, psycopg.errors.NotNullViolation):
+            if column in info.columns and values.get(column) is None:
+                made = self.values.make(info.columns[column], label, self.markers[label])
+                return [{**values, column: made}]
+            return []
+        if not isinstance(exc, psycopg.errors.CheckViolation):
+            return []
+        checked = info.checks.get(exc.diag.constraint_name or "", ())
+        nullable = [
+            c
+            for c in checked
+            if c in values and values[c] is not None and not info.columns[c].not_null
+        ]
+        repairs = [{**values, c: None} for c in nullable]
+        if len(nullable) > 1:
+            repairs.append({**values, **{c: None for c in nullable}})
+        return repairs
 
     def row_values(self, table: str, label: str, overrides: dict[str, Any]) -> dict[str, Any] | None:
         info = self.tables[table]
@@ -417,7 +493,8 @@ class Seeder:
             for child_column, parent_column in zip(fk.columns, fk.parent_columns):
                 values[child_column] = parent[parent_column]
         tenant_column = self.tenancy.column
-        if tenant_column in info.columns and tenant_column not in values:
+        known = label in self.tenant_ids
+        if tenant_column in info.columns and tenant_column not in values and known:
             values[tenant_column] = self.tenant_ids[label]
         for name, column in info.columns.items():
             if name in values or name in overrides or column.identity or column.generated:
@@ -476,29 +553,35 @@ class Seeder:
                     )
                     self.insert(user_parent, self._plain_values(user_parent, label, {parent_column: user.id}), label)
 
+        # A tenant table that is its own membership table (workspaces.user_id)
+        # has one member per tenant: the user its row names.
+        owned = tenancy.membership is not None and (
+            _full(tenancy.membership.table) == self.tenant_table
+        )
         for label in ("A", "B"):
-            values = self._plain_values(self.tenant_table, label, {})
-            record = self.insert(self.tenant_table, values, label)
+            overrides = {}
+            if owned:
+                overrides[tenancy.membership.user_column] = self.users[label][0].id
+                self.users[label] = self.users[label][:1]
+            values = self.row_values(self.tenant_table, label, overrides)
+            record = None
+            if values is not None:
+                record = self.insert(self.tenant_table, values, label)
             if record is None:
                 raise self.config.error(
                     ("tenancy", "tenant_table"),
                     tenancy.tenant_table,
                     f"cannot insert a tenant: {self.errors.get(self.tenant_table)}",
-                    "Check the tenant table's constraints, or give tenancy.seed_sql",
+                    "Assay writes tenant rows as the superuser; give each NOT NULL "
+                    "column of the tenant table a default or a foreign key Assay "
+                    "can fill",
                 )
             self.tenant_ids[label] = record[key]
 
-        if tenancy.membership is not None:
-            membership = _full(tenancy.membership.table)
+        if tenancy.membership is not None and not owned:
             for label, users in self.users.items():
                 for user in users:
-                    overrides = {
-                        tenancy.membership.tenant_column: self.tenant_ids[label],
-                        tenancy.membership.user_column: user.id,
-                    }
-                    values = self.row_values(membership, label, overrides)
-                    if values is not None:
-                        self.insert(membership, values, label)
+                    self.add_member(label, user)
         if tenancy.seed_sql:
             self.run_seed_sql()
 
@@ -520,6 +603,34 @@ class Seeder:
                         break
                     if self.insert(table, values, label) is None:
                         break
+
+    def add_member(self, label: str, user: SeededUser) -> None:
+        """Make `user` a member of tenant `label`, unless a trigger already did."""
+        membership = self.tenancy.membership
+        table = _full(membership.table)
+        overrides = {
+            membership.tenant_column: self.tenant_ids[label],
+            membership.user_column: user.id,
+        }
+        values = self.row_values(table, label, overrides)
+        if values is None:
+            return
+        if self.insert(table, values, label, conflict=" on conflict do nothing"):
+            return
+        if table in self.errors:
+            return
+        query = sql.SQL("select * from {} where {}::text = %s and {}::text = %s").format(
+            _quote(table),
+            sql.Identifier(membership.tenant_column),
+            sql.Identifier(membership.user_column),
+        )
+        with self.conn.cursor() as cur:
+            cur.execute(query, (str(self.tenant_ids[label]), user.id))
+            row = cur.fetchone()
+            names = [d.name for d in cur.description]
+        if row is not None:
+            record = {k: _plain(v) for k, v in zip(names, row)}
+            self.rows[table][label].append(record)
 
     def _plain_values(self, table: str, label: str, overrides: dict[str, Any]) -> dict[str, Any]:
         info = self.tables[table]
