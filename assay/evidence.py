@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import platform
 import subprocess
 import time
@@ -114,7 +115,7 @@ def _migration_checksums(config: Config) -> list[dict[str, str]]:
     if not folder.is_dir():
         return []
     return [
-        {"file": str(path.relative_to(config.root)), "sha256": _sha256(path)}
+        {"file": os.path.relpath(path, config.root), "sha256": _sha256(path)}
         for path in sorted(folder.rglob("*.sql"))
     ]
 
