@@ -40,6 +40,7 @@ __all__ = [
     "SchemaModel",
     "Table",
     "build_model",
+    "do_block_queries",
 ]
 
 logger = logging.getLogger(__name__)
@@ -1304,34 +1305,19 @@ class _Replayer:
         matches a fresh database. Dynamic EXECUTE strings are listed as
         unmodelled.
         """
-        body = language = None
-        for option in node.args or ():
-            if option.defname == "as":
-                body = option.arg.sval
-            elif option.defname == "language":
-                language = option.arg.sval
-        if body is None or (language or "plpgsql").lower() != "plpgsql":
-            self.model.unmodelled.append(Note(self.location, "DoStmt"))
-            return
-
         outer = self.statement
         outer_location = self.location
-        body_offset = max(outer.sql.find(body), 0)
-        body_line = outer_location.line + outer.sql.count("\n", 0, body_offset)
-        wrapped = (
-            "CREATE FUNCTION assay_do_block() RETURNS void LANGUAGE plpgsql AS "
-            + _dollar_quote(body)
-        )
         try:
-            tree = pglast.parse_plpgsql(wrapped)
+            queries = do_block_queries(node, outer)
         except pglast.parser.ParseError as error:
             self.note(f"DO block not modelled: PL/pgSQL parse error: {error}")
             return
+        if queries is None:
+            self.model.unmodelled.append(Note(self.location, "DoStmt"))
+            return
 
-        for kind, line_number, query in _plpgsql_statements(tree):
-            location = Location(
-                outer_location.file, body_line + max(line_number, 1) - 1
-            )
+        for kind, line, query in queries:
+            location = Location(outer_location.file, line)
             if kind == "dynamic":
                 self.model.unmodelled.append(Note(location, "EXECUTE in a DO block"))
                 continue
@@ -1441,6 +1427,38 @@ def _privileges(
         else:
             expanded.append((name, columns))
     return expanded
+
+
+def do_block_queries(
+    node: ast.DoStmt, statement: Statement
+) -> list[tuple[str, int, str]] | None:
+    """Return (kind, line, query) for each SQL statement inside a DO block.
+
+    ``kind`` is ``static`` for embedded SQL and ``dynamic`` for EXECUTE, and
+    ``line`` is the line in the migration file. Returns None for a block in a
+    language other than PL/pgSQL; raises pglast's ParseError for a body that
+    does not parse.
+    """
+    body = language = None
+    for option in node.args or ():
+        if option.defname == "as":
+            body = option.arg.sval
+        elif option.defname == "language":
+            language = option.arg.sval
+    if body is None or (language or "plpgsql").lower() != "plpgsql":
+        return None
+
+    body_offset = max(statement.sql.find(body), 0)
+    body_line = statement.line + statement.sql.count("\n", 0, body_offset)
+    wrapped = (
+        "CREATE FUNCTION assay_do_block() RETURNS void LANGUAGE plpgsql AS "
+        + _dollar_quote(body)
+    )
+    tree = pglast.parse_plpgsql(wrapped)
+    return [
+        (kind, body_line + max(line_number, 1) - 1, query)
+        for kind, line_number, query in _plpgsql_statements(tree)
+    ]
 
 
 def _dollar_quote(body: str) -> str:

@@ -338,6 +338,37 @@ def _range_name(node, default_schema: str = "public") -> str | None:
     return f"{schema}.{relation.relname}"
 
 
+def _file_nodes(migration) -> Iterable[tuple[int, object]]:
+    """Yield (line, node) for each statement, looking inside PL/pgSQL DO blocks.
+
+    Migrations that must run twice guard CREATE POLICY with ``IF NOT EXISTS``
+    in a DO block, and such a policy still ships in the file.
+    """
+    import pglast
+    from pglast import ast
+
+    from assay.schema import do_block_queries
+
+    for statement in migration.statements:
+        node = statement.node
+        if not isinstance(node, ast.DoStmt):
+            yield statement.line, node
+            continue
+        try:
+            queries = do_block_queries(node, statement) or []
+        except pglast.parser.ParseError:
+            queries = []
+        for kind, line, query in queries:
+            if kind != "static":
+                continue
+            try:
+                inner = pglast.parse_sql(query)
+            except pglast.parser.ParseError:
+                continue  # PL/pgSQL-only syntax such as SELECT ... INTO
+            for raw in inner:
+                yield line, raw.stmt
+
+
 def check_same_file(files, model, scope: TenancyScope):
     """TI-3: a migration creating a customer-data table enables RLS and adds policies."""
     from pglast import ast
@@ -349,12 +380,11 @@ def check_same_file(files, model, scope: TenancyScope):
         created: dict[str, int] = {}
         enabled: set[str] = set()
         with_policy: set[str] = set()
-        for statement in migration.statements:
-            node = statement.node
+        for line, node in _file_nodes(migration):
             if isinstance(node, ast.CreateStmt):
                 name = _range_name(node)
                 if name:
-                    created.setdefault(name, statement.line)
+                    created.setdefault(name, line)
             elif isinstance(node, ast.AlterTableStmt):
                 name = _range_name(node)
                 for command in node.cmds or ():

@@ -227,3 +227,48 @@ def test_tenant_table_is_its_own_membership(server, tmp_path, request):
         )
         assert owner == [(tenant.members[0].id,)]
 
+
+# Tenancy rules ------------------------------------------------------------------
+
+GUARDED_POLICIES = """
+create table public.tenants (id uuid primary key default gen_random_uuid());
+alter table public.tenants enable row level security;
+create policy tenants_own on public.tenants
+    using (id = current_setting('app.tenant')::uuid);
+create table public.notes (
+    id uuid primary key default gen_random_uuid(),
+    tenant_id uuid not null references public.tenants (id)
+);
+alter table public.notes enable row level security;
+do $$
+begin
+    if not exists (select 1 from pg_policies where policyname = 'notes_tenant') then
+        create policy notes_tenant on public.notes
+            using (tenant_id = current_setting('app.tenant')::uuid);
+    end if;
+end
+$$;
+"""
+
+GUARDED_TENANCY = """\
+  column: tenant_id
+  tenant_table: public.tenants
+  membership: null
+  seed_sql: select 1
+  act_as: "set local app.tenant = {tenant_id}"
+"""
+
+
+def test_policy_in_do_block_ships_in_file(tmp_path):
+    from assay.schema import build_model
+    from assay.tenancy import TenancyScope, check_same_file
+
+    config = write_project(tmp_path, GUARDED_POLICIES, GUARDED_TENANCY, "postgres")
+    files = parse_all(discover(config.path("migrations")), root=config.root)
+    scope = TenancyScope.from_config(config.tenancy)
+
+    findings, examined = check_same_file(files, build_model(files), scope)
+
+    assert examined == 2
+    assert findings == []
+
