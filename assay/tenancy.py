@@ -177,6 +177,11 @@ def _expressions(policy, command: str) -> list[tuple[str, str | None]]:
     return [("USING", policy.using), ("WITH CHECK", policy.check)]
 
 
+def _clause_for(command: str) -> str:
+    """Return the clause a new policy for `command` needs (INSERT takes WITH CHECK)."""
+    return "with check" if command == "INSERT" else "using"
+
+
 def _is_false(text: str | None) -> bool:
     return text is not None and text.strip().lower() in FALSE_TEXTS
 
@@ -295,7 +300,7 @@ def _check_commands(model, table, scope, source, static, file, line) -> list[Fin
                     table=table.name,
                     source=source,
                     fix=f"create policy ... on {table.name} for {command.lower()} "
-                    f"to {scope.user_role} using (<tenant predicate>)",
+                    f"to {scope.user_role} {_clause_for(command)} (<tenant predicate>)",
                 )
             )
             continue

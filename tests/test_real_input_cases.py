@@ -272,3 +272,24 @@ def test_policy_in_do_block_ships_in_file(tmp_path):
     assert examined == 2
     assert findings == []
 
+
+def test_insert_fix_uses_with_check(tmp_path):
+    from assay.schema import build_model
+    from assay.tenancy import TenancyScope, check_policies
+
+    config = write_project(tmp_path, GUARDED_POLICIES, GUARDED_TENANCY, "postgres")
+    text = GUARDED_POLICIES.replace("using (tenant_id", "for select using (tenant_id")
+    (tmp_path / "migrations" / "0001_schema.sql").write_text(text)
+    files = parse_all(discover(config.path("migrations")), root=config.root)
+    scope = TenancyScope.from_config(config.tenancy)
+
+    findings, _ = check_policies(build_model(files), scope, source="static")
+
+    fixes = {
+        f.message.split(" has no policy for ")[1].split(",")[0]: f.fix
+        for f in findings
+        if f.rule == "command-without-policy" and f.table == "public.notes"
+    }
+    assert "for insert to authenticated with check (" in fixes["INSERT"]
+    assert "for update to authenticated using (" in fixes["UPDATE"]
+
