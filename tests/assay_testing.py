@@ -105,7 +105,8 @@ def run_assay(
     command = [sys.executable, "-m", "assay", *args]
     if report_dir is not None:
         command += ["--report-dir", str(report_dir)]
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    # Bytecode caching stays on: every run would otherwise recompile Assay.
+    env = dict(os.environ)
     env.pop("ASSAY_CANARY_DIR", None)
     done = subprocess.run(
         command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
