@@ -59,6 +59,9 @@ class LiveTable:
     definition: str | None = None
     created: Any = None
     rls_disabled_at: Any = None
+    # Commands some application role may run on the table (schema USAGE and a
+    # table or column privilege), or None when the roles were not examined.
+    app_commands: set[str] | None = None
 
 
 @dataclass
@@ -286,6 +289,9 @@ def _read_facts(cur, model: LiveModel, facts: LiveFacts, roles: list[str]) -> No
             if granted:
                 privileges[role] = granted
         facts.table_privileges[name] = privileges
+        # With no application role in the database nothing can be judged, so
+        # every command stays under the policy rule.
+        table.app_commands = _app_commands(cur, name, roles) if roles else None
         if table.kind in ("view", "materialized_view"):
             facts.view_readers[name] = sorted(
                 role for role, granted in privileges.items() if "SELECT" in granted
@@ -305,6 +311,33 @@ def _read_facts(cur, model: LiveModel, facts: LiveFacts, roles: list[str]) -> No
                     callers.append(role)
             if callers:
                 facts.executable_definers[function.signature] = callers
+
+
+_COMMANDS_ALLOWED = """
+select has_schema_privilege(%(role)s, %(schema)s, 'USAGE'),
+       has_any_column_privilege(%(role)s, %(table)s::regclass, 'SELECT'),
+       has_any_column_privilege(%(role)s, %(table)s::regclass, 'INSERT'),
+       has_any_column_privilege(%(role)s, %(table)s::regclass, 'UPDATE'),
+       has_table_privilege(%(role)s, %(table)s::regclass, 'DELETE')
+"""
+
+
+def _app_commands(cur, name: str, roles: list[str]) -> set[str]:
+    """Commands any of `roles` may run on table `name`, column grants included."""
+    commands: set[str] = set()
+    for role in roles:
+        cur.execute(
+            _COMMANDS_ALLOWED,
+            {"role": role, "schema": name.split(".", 1)[0], "table": _quote_name(name)},
+        )
+        usage, *allowed = cur.fetchone()
+        if usage:
+            commands |= {
+                command
+                for command, granted in zip(("SELECT", "INSERT", "UPDATE", "DELETE"), allowed)
+                if granted
+            }
+    return commands
 
 
 def _quote_name(qualified: str) -> str:

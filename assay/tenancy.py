@@ -281,7 +281,14 @@ def check_policies(model, scope: TenancyScope, *, source: str, static=None):
 def _check_commands(model, table, scope, source, static, file, line) -> list[Finding]:
     findings = []
     policies = [p for p in table.policies.values() if _applies_to_app(p, scope)]
+    # The live catalog records which commands the application roles hold a
+    # privilege for. A command none of them may run fails before row level
+    # security is consulted, so it needs no policy. NOTE: the static model
+    # does not resolve privileges, so `assay lint` still reports such commands.
+    allowed = getattr(table, "app_commands", None)
     for command in COMMANDS:
+        if allowed is not None and command not in allowed:
+            continue
         relevant = [p for p in policies if p.command in (command, "ALL")]
         permissive = [p for p in relevant if p.permissive]
         restrictive = [p for p in relevant if not p.permissive]

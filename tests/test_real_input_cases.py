@@ -293,3 +293,50 @@ def test_insert_fix_uses_with_check(tmp_path):
     assert "for insert to authenticated with check (" in fixes["INSERT"]
     assert "for update to authenticated using (" in fixes["UPDATE"]
 
+
+GRANTED = """
+create schema app;
+grant usage on schema app to authenticated;
+create table app.teams (id uuid primary key default gen_random_uuid());
+create table app.items (
+    id uuid primary key default gen_random_uuid(),
+    team_id uuid not null references app.teams (id),
+    name text
+);
+alter table app.items enable row level security;
+grant select on app.items to authenticated;
+grant update (name) on app.items to authenticated;
+create policy items_read on app.items for select to authenticated
+    using (team_id = (auth.jwt() ->> 'team')::uuid);
+"""
+
+GRANTED_TENANCY = """\
+  column: team_id
+  tenant_table: app.teams
+  membership: null
+  seed_sql: select 1
+  schemas: [app]
+"""
+
+
+def test_ungranted_commands_need_no_policy(server, tmp_path, request):
+    from assay.introspect import read_catalog
+    from assay.tenancy import TenancyScope, check_policies
+
+    config = write_project(tmp_path, GRANTED, GRANTED_TENANCY, "supabase")
+    dsn = migrated_dsn(server, config, request)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        live, _ = read_catalog(conn, ["app"], ["anon", "authenticated"])
+    scope = TenancyScope.from_config(config.tenancy)
+
+    findings, _ = check_policies(live, scope, source="live")
+
+    missing = {
+        (f.table, f.message.split(" has no policy for ")[1].split(",")[0])
+        for f in findings
+        if f.rule == "command-without-policy"
+    }
+    # UPDATE is granted on one column, so it still needs a policy; INSERT and
+    # DELETE are not granted at all, and SELECT has its policy.
+    assert missing == {("app.items", "UPDATE")}
+
