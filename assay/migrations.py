@@ -1015,10 +1015,11 @@ def _apply_error(statement: Statement, error: psycopg.Error) -> MigrationError:
     sqlstate = error.sqlstate or "unknown"
     primary = diag.message_primary or str(error).strip()
     message = f"PostgreSQL rejected the statement: {primary} (SQLSTATE {sqlstate})"
+    # PostgreSQL ends detail and hint with a period; the fix adds its own.
     if diag.message_detail:
-        message += f". {diag.message_detail}"
+        message += f". {diag.message_detail.rstrip('.')}"
     if diag.message_hint:
-        message += f". PostgreSQL hint: {diag.message_hint}"
+        message += f". PostgreSQL hint: {diag.message_hint.rstrip('.')}"
 
     error_line = _position_line(statement, diag.statement_position)
     if error_line is not None and error_line != statement.line:

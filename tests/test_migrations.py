@@ -771,3 +771,16 @@ def test_apply_requires_autocommit(shared_postgres_url, tmp_path):
     with psycopg.connect(shared_postgres_url) as connection:
         with pytest.raises(ValueError, match="autocommit"):
             apply(connection, [migration(tmp_path, "1.sql", "select 1;")])
+
+
+def test_apply_error_has_single_periods(tmp_path, conn):
+    # PostgreSQL ends its detail and hint with a period; the message must not
+    # double it before the next part.
+    text = 'create extension if not exists "no_such_extension";'
+
+    with pytest.raises(MigrationError) as caught:
+        apply(conn, [migration(tmp_path, "1.sql", text)])
+
+    assert "PostgreSQL hint:" in str(caught.value)
+    assert ".." not in str(caught.value)
+
