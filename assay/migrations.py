@@ -910,6 +910,17 @@ _SUPABASE_SCHEMAS = {
 }
 
 
+# Schemas that a Supabase extension creates, and that extension. The shim
+# cannot stand in for them.
+_EXTENSION_SCHEMAS = {
+    "cron": "pg_cron",
+    "net": "pg_net",
+    "graphql": "pg_graphql",
+    "vault": "supabase_vault",
+    "pgsodium": "pgsodium",
+}
+
+
 def apply(conn: psycopg.Connection, files: Sequence[MigrationFile]) -> None:
     """Run the migration files in order on an autocommit psycopg connection.
 
@@ -919,7 +930,9 @@ def apply(conn: psycopg.Connection, files: Sequence[MigrationFile]) -> None:
     without an added transaction. ``COPY ... FROM stdin`` sends the statement's
     data rows. Raises MigrationError at the failing statement's file and line
     with PostgreSQL's message, SQLSTATE and a fix. The transaction of the
-    failing file is rolled back, and earlier files stay applied.
+    failing file is rolled back, and earlier files stay applied. In a database
+    holding the Supabase shim, CREATE EXTENSION of a Supabase platform
+    extension that the server lacks is skipped with a warning.
     """
     import psycopg
 
@@ -991,6 +1004,11 @@ def _execute_all(conn: psycopg.Connection, statements: Sequence[Statement]) -> N
 
 
 def _execute(cursor: psycopg.Cursor, statement: Statement) -> None:
+    if statement.kind == "CreateExtensionStmt" and _platform_extension_missing(
+        cursor, statement
+    ):
+        return
+
     if statement.copy_data is not None:
         with cursor.copy(statement.sql) as copy:
             copy.write(statement.copy_data)
@@ -1003,6 +1021,39 @@ def _execute(cursor: psycopg.Cursor, statement: Statement) -> None:
         return
 
     cursor.execute(statement.sql, prepare=False)
+
+
+def _platform_extension_missing(cursor: psycopg.Cursor, statement: Statement) -> bool:
+    """Return whether to skip a CREATE EXTENSION the Supabase shim cannot provide.
+
+    Only in a database holding the shim, only for extensions the Supabase
+    platform offers, and only when this server lacks it. A skip is logged as a
+    warning and listed in the run's ``skipped_statements``.
+    """
+    from assay.supabase import PLATFORM_EXTENSIONS, SHIM_MARK
+
+    name = getattr(statement.node, "extname", None)
+    if name not in PLATFORM_EXTENSIONS:
+        return False
+    cursor.execute(
+        "select obj_description(oid, 'pg_namespace') = %s and not exists"
+        " (select 1 from pg_catalog.pg_available_extensions where name = %s)"
+        " from pg_catalog.pg_namespace where nspname = 'extensions'",
+        (SHIM_MARK, name),
+    )
+    row = cursor.fetchone()
+    if not (row and row[0]):
+        return False
+    message = (
+        f"{statement.file}:{statement.line}: extension {name} is not available on"
+        " this PostgreSQL server, so the Supabase flavor skipped CREATE EXTENSION."
+        " Statements that use the extension fail, so install it to apply them"
+    )
+    logger.warning("%s", message)
+    from assay.session import RUN_INFO
+
+    RUN_INFO.setdefault("skipped_statements", []).append(message)
+    return True
 
 
 def _is_copy_to_client(statement: Statement) -> bool:
@@ -1056,6 +1107,14 @@ def _fix_for(sqlstate: str, message: str) -> str:
         "roles and the auth schema, or add a setup file that creates it"
     )
 
+    extension_schema = name if sqlstate == "3F000" else schema
+    if sqlstate in ("3F000", "42883", "42P01") and extension_schema in _EXTENSION_SCHEMAS:
+        extension = _EXTENSION_SCHEMAS[extension_schema]
+        return (
+            f"Schema {extension_schema} belongs to the extension {extension}: install "
+            "it on the PostgreSQL server, or create a stand-in for what the "
+            "migrations use in a migrations.setup file"
+        )
     if sqlstate == "42704" and message.startswith("role "):
         if name in _SUPABASE_ROLES:
             return supabase_fix

@@ -10,8 +10,10 @@ following the init scripts of supabase/postgres and the migrations of supabase/a
 - uuid-ossp and pgcrypto in schema extensions, when the server has them;
 - auth.users with row level security enabled, and auth.uid(), auth.role(),
   auth.email() and auth.jwt() with Supabase's definitions;
-- storage.buckets and storage.objects with RLS enabled, storage.foldername(),
-  storage.filename() and storage.extension();
+- storage.buckets, storage.objects and the two multipart upload tables with RLS
+  enabled, storage.foldername(), storage.filename() and storage.extension();
+- supabase_functions.http_request(), the trigger function of database webhooks, as
+  a stand-in that sends nothing;
 - the publication supabase_realtime;
 - default privileges: ALL on tables, sequences and functions that the installing role
   (and postgres and supabase_admin) later creates in schema public, granted to the
@@ -40,6 +42,22 @@ logger = logging.getLogger(__name__)
 
 API_ROLES = ("anon", "authenticated", "service_role")
 EXTENSIONS = ("uuid-ossp", "pgcrypto")
+
+# Extensions a Supabase project can enable that a plain PostgreSQL server
+# usually does not ship. Under this flavor a migration's CREATE EXTENSION of
+# one the server lacks is skipped with a warning, so the schema around it still
+# applies. A statement that then uses the extension fails with its own error.
+PLATFORM_EXTENSIONS = frozenset(
+    {
+        "http", "pg_net", "pg_graphql", "pg_jsonschema", "pg_cron", "pgjwt",
+        "pgsodium", "supabase_vault", "vector", "wrappers", "pg_hashids", "plv8",
+        "pg_stat_monitor", "pgroonga", "rum", "hypopg", "index_advisor", "pgmq",
+        "pg_tle", "plpgsql_check", "pgtap", "postgis", "postgis_topology",
+        "postgis_raster", "pgrouting", "timescaledb", "pg_repack", "pgaudit",
+    }
+)
+# The comment on schema extensions that marks a database holding the shim.
+SHIM_MARK = "Supabase shim installed by Assay"
 
 # Role name and the options it is created with. An existing role is left unchanged.
 ROLES = (
@@ -212,11 +230,44 @@ create table if not exists storage.objects (
 );
 create unique index if not exists bucketid_objname on storage.objects (bucket_id, name);
 
+-- Resumable uploads; migrations dumped from a project grant on these tables.
+create table if not exists storage.s3_multipart_uploads (
+  id text primary key,
+  in_progress_size bigint not null default 0,
+  upload_signature text not null,
+  bucket_id text not null references storage.buckets (id),
+  key text not null,
+  version text not null,
+  owner_id text,
+  created_at timestamptz not null default now(),
+  user_metadata jsonb
+);
+create table if not exists storage.s3_multipart_uploads_parts (
+  id uuid primary key default gen_random_uuid(),
+  upload_id text not null references storage.s3_multipart_uploads (id) on delete cascade,
+  size bigint not null default 0,
+  part_number int not null,
+  bucket_id text not null references storage.buckets (id),
+  key text not null,
+  etag text not null,
+  owner_id text,
+  version text not null,
+  created_at timestamptz not null default now()
+);
+
 alter table storage.buckets enable row level security;
 alter table storage.objects enable row level security;
+alter table storage.s3_multipart_uploads enable row level security;
+alter table storage.s3_multipart_uploads_parts enable row level security;
 alter table storage.buckets owner to supabase_storage_admin;
 alter table storage.objects owner to supabase_storage_admin;
+alter table storage.s3_multipart_uploads owner to supabase_storage_admin;
+alter table storage.s3_multipart_uploads_parts owner to supabase_storage_admin;
 grant all on storage.buckets, storage.objects to anon, authenticated, service_role;
+grant all on storage.s3_multipart_uploads, storage.s3_multipart_uploads_parts
+  to service_role;
+grant select on storage.s3_multipart_uploads, storage.s3_multipart_uploads_parts
+  to authenticated, anon;
 
 -- 'a/b/c.png' -> {a,b}
 create or replace function storage.foldername(name text)
@@ -262,6 +313,21 @@ $$;
 alter function storage.foldername(text) owner to supabase_storage_admin;
 alter function storage.filename(text) owner to supabase_storage_admin;
 alter function storage.extension(text) owner to supabase_storage_admin;
+"""
+
+# Database webhooks: Supabase runs supabase_functions.http_request() as the
+# trigger function of each hook. The stand-in sends nothing.
+WEBHOOKS_SQL = """
+create schema if not exists supabase_functions authorization supabase_admin;
+grant usage on schema supabase_functions to anon, authenticated, service_role;
+create or replace function supabase_functions.http_request()
+returns trigger
+language plpgsql
+as $$
+begin
+  return new;
+end
+$$;
 """
 
 PUBLICATION_SQL = """
@@ -330,9 +396,13 @@ def _install(conn: psycopg.Connection, user: str) -> None:
         )
 
     conn.execute(SCHEMAS_SQL)
+    conn.execute(
+        sql.SQL("comment on schema extensions is {}").format(sql.Literal(SHIM_MARK))
+    )
     _create_extensions(conn)
     conn.execute(AUTH_SQL)
     conn.execute(STORAGE_SQL)
+    conn.execute(WEBHOOKS_SQL)
     conn.execute(PUBLICATION_SQL)
 
     owners = {user, "postgres", "supabase_admin"}

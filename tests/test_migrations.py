@@ -784,3 +784,12 @@ def test_apply_error_has_single_periods(tmp_path, conn):
     assert "PostgreSQL hint:" in str(caught.value)
     assert ".." not in str(caught.value)
 
+
+def test_apply_extension_schema_names_extension(tmp_path, conn):
+    text = "grant usage on schema cron to public;"
+
+    with pytest.raises(MigrationError) as caught:
+        apply(conn, [migration(tmp_path, "1.sql", text)])
+
+    assert "belongs to the extension pg_cron" in str(caught.value)
+    assert "database.flavor" not in str(caught.value)

@@ -340,3 +340,51 @@ def test_ungranted_commands_need_no_policy(server, tmp_path, request):
     # DELETE are not granted at all, and SELECT has its policy.
     assert missing == {("app.items", "UPDATE")}
 
+
+# Supabase flavor ----------------------------------------------------------------
+
+PLATFORM = """
+create extension if not exists pg_jsonschema with schema extensions;
+create table public.teams (id uuid primary key default gen_random_uuid());
+create table public.alerts (
+    id uuid primary key default gen_random_uuid(),
+    team_id uuid not null references public.teams (id)
+);
+create trigger alerts_webhook after insert on public.alerts for each row
+    execute function supabase_functions.http_request(
+        'http://127.0.0.1:9/hook', 'POST', '{}', '{}', '1000');
+grant select on table storage.s3_multipart_uploads to postgres;
+grant select on table storage.s3_multipart_uploads_parts to postgres;
+"""
+
+PLATFORM_TENANCY = """\
+  column: team_id
+  tenant_table: public.teams
+  membership: null
+  seed_sql: select 1
+"""
+
+
+def test_platform_objects_apply(server, tmp_path, request):
+    from assay.session import RUN_INFO
+
+    RUN_INFO.pop("skipped_statements", None)
+    config = write_project(tmp_path, PLATFORM, PLATFORM_TENANCY, "supabase")
+
+    dsn = migrated_dsn(server, config, request)
+
+    assert fetch(dsn, "select count(*) from public.alerts") == [(0,)]
+    skipped = RUN_INFO.pop("skipped_statements")
+    assert len(skipped) == 1
+    assert "0001_schema.sql:2: extension pg_jsonschema is not available" in skipped[0]
+
+
+def test_platform_extension_needs_shim(server, tmp_path, request):
+    from assay.errors import MigrationError
+
+    config = write_project(tmp_path, PLATFORM, PLATFORM_TENANCY, "postgres")
+
+    with pytest.raises(MigrationError) as caught:
+        migrated_dsn(server, config, request)
+
+    assert "Install the extension pg_jsonschema" in str(caught.value)
