@@ -86,6 +86,7 @@ class TableInfo:
     partition_bound: str | None = None
     partition_key: str | None = None
     checks: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    key_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def identity_columns(self) -> tuple[str, ...]:
@@ -106,6 +107,9 @@ class Seed:
     tenant_table: str
     tenant_key: str
     tenant_column: str
+    # User id to the ids (as text) of every tenant the membership table gives
+    # the user, including tenants that triggers made (a personal account).
+    memberships: dict[str, set[str]] = field(default_factory=dict)
 
     def tenant(self, label: str) -> SeededTenant:
         return next(t for t in self.tenants if t.label == label)
@@ -226,6 +230,8 @@ _LITERAL = re.compile(r"'((?:[^']|'')*)'")
 def _read_constraints(cur, oid: int, info: TableInfo) -> None:
     cur.execute(_CONSTRAINTS, (oid,))
     for kind, columns, parent, parent_columns, definition, name in cur.fetchall():
+        if kind in ("p", "u"):
+            info.key_names[name] = tuple(columns)
         if kind == "p":
             info.primary_key = tuple(columns)
         elif kind == "u":
@@ -398,13 +404,12 @@ class Seeder:
             tried += 1
             try:
                 row, names = self._insert_once(table, attempt, label, conflict)
+            except psycopg.errors.UniqueViolation as exc:
+                return self._adopt(table, attempt, exc, label)
             except psycopg.Error as exc:
                 repairs = self._repairs(table, attempt, exc, label)
                 if not repairs or tried == MAX_INSERT_ATTEMPTS:
-                    reason = (exc.diag.message_primary or str(exc)).strip()
-                    self.errors.setdefault(table, f"{type(exc).__name__}: {reason}")
-                    logger.info("could not seed %s: %s", table, reason)
-                    return None
+                    return self._failed(table, exc)
                 pending = repairs + pending
                 continue
             if row is None:
@@ -412,6 +417,45 @@ class Seeder:
             record = {k: _plain(v) for k, v in zip(names, row)}
             self.rows[table][label].append(record)
             return record
+        return None
+
+    def _adopt(
+        self, table: str, values: dict[str, Any], exc: psycopg.Error, label: str
+    ) -> dict[str, Any] | None:
+        """Take over the row a trigger made with the same key, or give up quietly.
+
+        Sign-up triggers create one row per user (a profile whose key is the
+        user's id); that row becomes this tenant's. When the key belongs to a
+        row this tenant already has, the table holds one row per parent and
+        seeding it stops without an error.
+        """
+        info = self.tables[table]
+        columns = info.key_names.get(exc.diag.constraint_name or "", ())
+        if not columns or any(values.get(c) is None for c in columns):
+            return self._failed(table, exc)
+        query = sql.SQL("select * from {} where {}").format(
+            _quote(table),
+            sql.SQL(" and ").join(
+                sql.SQL("{}::text = %s").format(sql.Identifier(c)) for c in columns
+            ),
+        )
+        with self.conn.cursor() as cur:
+            cur.execute(query, [str(values[c]) for c in columns])
+            row = cur.fetchone()
+            names = [d.name for d in cur.description]
+        if row is None:
+            return self._failed(table, exc)
+        record = {k: _plain(v) for k, v in zip(names, row)}
+        for rows in self.rows[table].values():
+            if record in rows:
+                return None
+        self.rows[table][label].append(record)
+        return record
+
+    def _failed(self, table: str, exc: psycopg.Error) -> None:
+        reason = (exc.diag.message_primary or str(exc)).strip()
+        self.errors.setdefault(table, f"{type(exc).__name__}: {reason}")
+        logger.info("could not seed %s: %s", table, reason)
         return None
 
     def _insert_once(self, table: str, values: dict[str, Any], label: str, conflict: str):
@@ -722,6 +766,23 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _read_memberships(conn: psycopg.Connection, tenancy) -> dict[str, set[str]]:
+    """Read which tenants each user belongs to, after seeding and its triggers."""
+    membership = tenancy.membership
+    if membership is None:
+        return {}
+    query = sql.SQL("select {}::text, {}::text from {}").format(
+        sql.Identifier(membership.user_column),
+        sql.Identifier(membership.tenant_column),
+        _quote(_full(membership.table)),
+    )
+    found: dict[str, set[str]] = defaultdict(set)
+    with conn.cursor() as cur:
+        for user, tenant in cur.execute(query):
+            found[user].add(tenant)
+    return dict(found)
+
+
 def seed_database(dsn: str, config: Config) -> Seed:
     """Seed tenants A and B, their members, an outsider and rows in every table."""
     tenancy = config.tenancy
@@ -732,6 +793,7 @@ def seed_database(dsn: str, config: Config) -> Seed:
         seeder = Seeder(conn, config, tables)
         outsider = seeder.create_users()
         seeder.seed()
+        memberships = _read_memberships(conn, tenancy)
     tenant_info = tables[tenancy.tenant_table]
     tenants = tuple(
         SeededTenant(
@@ -757,4 +819,5 @@ def seed_database(dsn: str, config: Config) -> Seed:
         tenant_table=tenancy.tenant_table,
         tenant_key=tenant_info.primary_key[0],
         tenant_column=tenancy.column,
+        memberships=memberships,
     )
