@@ -12,13 +12,17 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from assay import __version__
-from assay.errors import AssayError, UsageError
+from assay.errors import AssayError, ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from assay.config import Config
 
 __all__ = ["main"]
 
@@ -101,6 +105,39 @@ def pytest_arguments(
     return args + list(extra)
 
 
+def prepare_report_dir(folder: Path, config: Config, *, from_option: bool) -> None:
+    """Create the evidence folder and write a probe file in it, before any check runs.
+
+    A folder that cannot be written would otherwise fail only after the whole run,
+    in pytest's JUnit writer, with a traceback and no evidence.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder, prefix=".assay-write-test-"):
+            pass
+    except OSError as exc:
+        if folder.exists() and not folder.is_dir():
+            reason = "the path is a file, not a folder"
+        elif isinstance(exc, NotADirectoryError):
+            reason = "a parent of the folder is a file"
+        else:
+            reason = f"cannot create or write the folder ({exc.strerror or exc})"
+        if from_option:
+            raise ConfigError(
+                reason,
+                key="--report-dir",
+                value=str(folder),
+                fix="Pass a folder that Assay can create and write",
+            ) from None
+        raise config.error(
+            ("evidence", "report_dir"),
+            config.evidence.report_dir,
+            f"{reason}: {folder}",
+            "Point evidence.report_dir at a folder Assay can write, or pass "
+            "--report-dir",
+        ) from None
+
+
 def run_command(args: argparse.Namespace) -> int:
     import pytest
 
@@ -117,7 +154,7 @@ def run_command(args: argparse.Namespace) -> int:
         if args.report_dir
         else default_report_dir(config.path(config.evidence.report_dir))
     )
-    report_dir.mkdir(parents=True, exist_ok=True)
+    prepare_report_dir(report_dir, config, from_option=bool(args.report_dir))
 
     status = pytest.main(
         pytest_arguments(
