@@ -262,10 +262,13 @@ _SCANNED_TYPES = (
     "numeric",
     "int8",
 )
-# PostgreSQL's regular expression (lookbehind needs 9.6 or later) for "13
-# digits, maybe grouped, starting a digit group outside a decimal number". It
-# passes every row a candidate could come from, and Python checks each again.
-_PREFILTER = r"(?<![0-9])(?<![0-9]\.)[0-9](?:[ -]?[0-9]){12}"
+# PostgreSQL's regular expression for "13 digits, maybe grouped, starting a
+# digit group outside a decimal number". It passes every row a candidate could
+# come from, and Python checks each again. An alternation stands in for the
+# lookbehind constraints of the Python rule, which PostgreSQL 15 ran about four
+# times slower (2.7 s against 0.6 s on 200,000 rows of the table that
+# benchmarks/card_scan.py generates, on 2 cores).
+_PREFILTER = r"(?:^\.?|[^0-9.]|[^0-9]\.)[0-9](?:[ -]?[0-9]){12}"
 _SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 
 _COLUMNS_SQL = """
@@ -366,8 +369,9 @@ def _scan_table(
 ) -> None:
     target = sql.Identifier(schema, table)
     casts = [sql.SQL("{}::text").format(sql.Identifier(c)) for c in columns]
-    condition = sql.SQL(" or ").join(
-        sql.SQL("{} ~ {}").format(cast, sql.Literal(_PREFILTER)) for cast in casts
+    # One match per row over all columns, joined by a byte that ends any run.
+    condition = sql.SQL("concat_ws(chr(1), {}) ~ {}").format(
+        sql.SQL(", ").join(casts), sql.Literal(_PREFILTER)
     )
     result.rows += conn.execute(
         sql.SQL("select count(*) from only {}").format(target)
