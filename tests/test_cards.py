@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
-
-import re
 
 import psycopg
 import pytest
