@@ -13,9 +13,11 @@ import os
 import platform
 import pstats
 import shlex
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -31,7 +33,7 @@ RESULTS_HEADER = (
 )
 
 # Share of all CPUs that other processes may use while a measurement waits to
-# start. Two engineers running tests on a 2-core machine use far more.
+# start. A test suite running beside the benchmark uses far more.
 QUIET_BUSY_PERCENT = 15.0
 
 T = TypeVar("T")
@@ -39,7 +41,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Load:
-    """How busy the machine was: load averages and CPU use of the last second."""
+    """The machine's load: load averages and the share of CPU busy over a sample."""
 
     averages: tuple[float, float, float]
     busy_percent: float
@@ -62,11 +64,12 @@ def measure_load(interval: float = 1.0) -> Load:
 def wait_for_quiet(timeout: float) -> Load:
     """Wait up to ``timeout`` seconds for other processes to leave the CPUs idle.
 
-    Returns the last load seen, quiet or not: the caller records it next to the
-    figure, so a figure measured on a busy machine says so.
+    Returns the last load seen, quiet or not, because the caller records it next
+    to the figure: a figure measured on a busy machine shows that load.
     """
     deadline = time.monotonic() + timeout
-    load = measure_load()
+    # Without a wait (quick modes), a short sample keeps the script fast.
+    load = measure_load(1.0 if timeout > 0 else 0.1)
     while not load.quiet and time.monotonic() < deadline:
         load = measure_load(2.0)
     return load
@@ -101,14 +104,42 @@ def command_line() -> str:
 
 def machine_lines() -> list[str]:
     """Return the Markdown lines that describe the command, machine and date."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return [
         f"- command (from the repository root): `{command_line()}`",
         f"- machine: nproc {cpu_count()}, CPU {cpu_model()}, "
         f"{psutil.virtual_memory().total / 2**30:.1f} GiB RAM, "
         f"Python {platform.python_version()}",
         f"- date: {now.strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- code: {code_version()}",
     ]
+
+
+def code_version() -> str:
+    """Return the git commit, and how many files of the engine differ from it."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "assay", "fixtures", "checks"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    if not changed:
+        return f"commit {commit}"
+    return (
+        f"commit {commit} with {len(changed)} uncommitted file(s) in assay/,"
+        " fixtures/ or checks/"
+    )
 
 
 def write_section(path: Path, heading: str, body: str) -> None:
@@ -180,18 +211,66 @@ def _short_path(file: str) -> str:
     return path.name
 
 
-def quietest(measure: Callable[[], T], load_of: Callable[[T], Load], attempts: int) -> T:
-    """Call ``measure`` until a call starts on a quiet machine, at most ``attempts``.
+def quietest(
+    measure: Callable[[], T], busy_of: Callable[[T], float], attempts: int
+) -> T:
+    """Call ``measure`` until a result was measured on a quiet machine.
 
-    Returns the result whose starting load was the lowest, so a figure is
-    repeated when other processes were busy and the best-placed one is kept.
+    ``busy_of`` returns the CPU percentage other processes used for a result.
+    At most ``attempts`` calls are made, and the result with the lowest share
+    is returned, so a figure taken while others were busy is taken again.
     """
     best: T | None = None
     for _ in range(max(attempts, 1)):
         result = measure()
-        if best is None or load_of(result).busy_percent < load_of(best).busy_percent:
+        if best is None or busy_of(result) < busy_of(best):
             best = result
-        if load_of(result).quiet:
+        if busy_of(result) <= QUIET_BUSY_PERCENT:
             break
     assert best is not None
     return best
+
+
+@dataclass
+class OthersCpu:
+    """CPU used by processes outside this script's process tree during a block."""
+
+    percent: float = 0.0
+
+    def __str__(self) -> str:
+        return f"others {self.percent:.0f}% CPU during"
+
+
+@contextmanager
+def others_cpu() -> Iterator[OthersCpu]:
+    """Measure the CPU share that other processes used while the block ran.
+
+    The share is the machine's busy CPU time less the time of this process and
+    its descendants (live ones, and exited ones through ``children_user`` and
+    ``children_system``), over the wall time times the number of CPUs.
+    """
+    result = OthersCpu()
+    started = time.monotonic()
+    system_before, own_before = _system_busy(), _own_tree_cpu()
+    yield result
+    wall = time.monotonic() - started
+    others = (_system_busy() - system_before) - (_own_tree_cpu() - own_before)
+    result.percent = max(others, 0.0) / (wall * (psutil.cpu_count() or 1)) * 100
+
+
+def _system_busy() -> float:
+    times = psutil.cpu_times()
+    busy = ("user", "nice", "system", "irq", "softirq", "steal")
+    return sum(getattr(times, name, 0.0) for name in busy)
+
+
+def _own_tree_cpu() -> float:
+    me = psutil.Process()
+    total = 0.0
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
