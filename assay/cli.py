@@ -11,12 +11,14 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from assay import __version__
 from assay.errors import AssayError, ConfigError, UsageError
@@ -138,6 +140,30 @@ def prepare_report_dir(folder: Path, config: Config, *, from_option: bool) -> No
         ) from None
 
 
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[list[int]]:
+    """Stop a run on SIGTERM as on Ctrl-C: pytest tears down and reports INTERRUPTED.
+
+    Without this, the SIGTERM handler that provisioning installs raises SystemExit
+    inside whichever check is running, pytest records that check as failed and the
+    run goes on. The yielded list receives the signal number. A repeated SIGTERM
+    is ignored so that the teardown stopping PostgreSQL and the app can finish.
+    """
+    received: list[int] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        received.append(signum)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        logger.warning("received SIGTERM, stopping the run and cleaning up")
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_command(args: argparse.Namespace) -> int:
     import pytest
 
@@ -156,20 +182,24 @@ def run_command(args: argparse.Namespace) -> int:
     )
     prepare_report_dir(report_dir, config, from_option=bool(args.report_dir))
 
-    status = pytest.main(
-        pytest_arguments(
-            config_file,
-            report_dir,
-            controls=controls,
-            workers=args.workers,
-            verbose=args.verbose,
-            extra=args.pytest_args,
+    with sigterm_as_interrupt() as terminated:
+        status = pytest.main(
+            pytest_arguments(
+                config_file,
+                report_dir,
+                controls=controls,
+                workers=args.workers,
+                verbose=args.verbose,
+                extra=args.pytest_args,
+            )
         )
-    )
     if status in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
         print(f"assay: pytest stopped with {status.name}", file=sys.stderr)
         return EXIT_USAGE if status == pytest.ExitCode.USAGE_ERROR else EXIT_FAILED
     if status == pytest.ExitCode.INTERRUPTED:
+        if terminated:
+            print("assay: stopped by SIGTERM", file=sys.stderr)
+            return 128 + signal.SIGTERM
         print("assay: interrupted", file=sys.stderr)
         return 130
     if status == pytest.ExitCode.NO_TESTS_COLLECTED:

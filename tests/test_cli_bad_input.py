@@ -6,13 +6,20 @@ that Assay prints, and that no traceback is printed.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
+import sys
+import tempfile
+import time
+import uuid
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
-from assay_testing import run_assay
+from assay_testing import copy_acme_migrations, run_assay, write_config
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -102,3 +109,74 @@ def test_report_dir_read_only(project: Path, read_only_folder: Path):
         "write"
     ]
     assert list(read_only_folder.iterdir()) == []
+
+
+# signals --------------------------------------------------------------------
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A private TMPDIR with a short path, so PostgreSQL's socket path fits.
+
+    It is world-writable like /tmp, because Assay running as root starts
+    PostgreSQL as an unprivileged user that must reach its folder in TMPDIR.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="assay-cli-", dir="/tmp"))
+    folder.chmod(0o1777)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def tagged_processes(tag: str) -> list[str]:
+    """Return the command lines of live processes whose environment holds `tag`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if tag.encode() in (proc / "environ").read_bytes():
+                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue
+    return found
+
+
+def test_sigterm_stops_run_and_cleans_up(tmp_path: Path, short_tmp: Path):
+    copy_acme_migrations(tmp_path)
+    # The app never becomes ready, so the run is inside a check when SIGTERM comes.
+    sleeper = "open('app-started', 'w').close(); import time; time.sleep(300)"
+    write_config(
+        tmp_path,
+        {
+            "migrations": {"path": "supabase/migrations"},
+            "app": {"command": f'{{python}} -c "{sleeper}"', "ready_timeout": 300},
+            "encryption": {},
+        },
+    )
+    tag = f"ASSAY_CLI_TEST_TAG={uuid.uuid4().hex}"
+    env = {**os.environ, "TMPDIR": str(short_tmp), tag.split("=")[0]: tag.split("=")[1]}
+    env.pop("ASSAY_CANARY_DIR", None)
+    command = [sys.executable, "-m", "assay", "run", "--controls", "TE-1"]
+    command += ["--report-dir", str(tmp_path / "evidence")]
+    run = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "app-started").exists():
+            assert run.poll() is None, b"".join(run.communicate()).decode()
+            assert time.monotonic() < deadline, "the app was not started within 120 s"
+            time.sleep(0.1)
+        run.send_signal(signal.SIGTERM)
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+
+    assert run.returncode == 143
+    assert error_lines(stderr.decode()) == ["assay: stopped by SIGTERM"]
+    assert tagged_processes(tag) == []
+    assert list(short_tmp.iterdir()) == []
