@@ -16,6 +16,7 @@ leak to the smallest statement that shows it.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from assay.actors import (
     become,
 )
 from assay.config import TenancyConfig
-from assay.seeding import Seed, TableInfo, ValueMaker
+from assay.seeding import ColumnInfo, Seed, TableInfo, ValueMaker
 
 __all__ = ["Attack", "ProbeResult", "OPERATIONS"]
 
@@ -49,6 +50,9 @@ DENIED_STATES = {"42501"}
 # Bad claims make auth helpers fail to parse them: that rejects the caller.
 CLAIM_PARSE_STATES = {"22P02", "22023", "22P05", "22007", "22008"}
 SEARCH_EXAMPLES = 20
+# Definer function argument types that cannot carry a row's identifier.
+FIXED_TYPES = {"boolean", "date", "interval", "real", "double precision", "numeric"}
+FIXED_PREFIXES = ("timestamp", "time ", "numeric(")
 MAX_ROWS_SHOWN = 3
 
 
@@ -120,12 +124,34 @@ class Attack:
         """A superuser-side WHERE selecting the rows `actor` must not reach."""
         owner = self.seed.owner_of(table)
         if actor.kind != MEMBER:
+            own = self.own_tenants(actor)
+            if owner and own:
+                return sql.SQL("{}::text <> all(%s)").format(sql.Identifier(owner)), [own]
+            users = self._user_columns(self.seed.tables[table]) if not owner else []
+            if users and actor.user_id:
+                return (
+                    sql.SQL(" and ").join(
+                        sql.SQL("{}::text is distinct from %s").format(sql.Identifier(c))
+                        for c in users
+                    ),
+                    [actor.user_id] * len(users),
+                )
             return sql.SQL("true"), []
         if owner:
             return sql.SQL("{}::text = %s").format(sql.Identifier(owner)), [
                 str(self.tenant_b)
             ]
         return self._identity_filter(table, self.foreign_rows(table, actor))
+
+    def own_tenants(self, actor: Actor) -> list[str]:
+        """Return the tenants a caller other than A's member belongs to.
+
+        Sign-up triggers give some projects' users a tenant of their own (a
+        personal account), so the outsider may own rows it is allowed to see.
+        """
+        if actor.user_id is None:
+            return []
+        return sorted(self.seed.memberships.get(actor.user_id, ()))
 
     def _identity_filter(self, table: str, rows: list[dict[str, Any]]):
         info = self.seed.tables[table]
@@ -144,7 +170,13 @@ class Attack:
     def is_foreign(self, table: str, actor: Actor, row: dict[str, Any]) -> bool:
         owner = self.seed.owner_of(table)
         if actor.kind != MEMBER:
-            return True
+            own = self.own_tenants(actor)
+            if owner and owner in row:
+                return str(row[owner]) not in own
+            users = self._user_columns(self.seed.tables[table]) if not owner else []
+            return not any(
+                actor.user_id and str(row.get(c)) == actor.user_id for c in users
+            )
         if owner and owner in row:
             return str(row[owner]) == str(self.tenant_b)
         identity = self.seed.tables[table].identity_columns
@@ -183,7 +215,8 @@ class Attack:
             cur.execute("begin")
             if clear_dependents:
                 self._clear_dependents(cur, table)
-            become(cur, actor, self.tenancy)
+            if not self._become(cur, actor, result):
+                return result
             cur.execute(query, params)
             rows = []
             if cur.description is not None:
@@ -197,16 +230,12 @@ class Attack:
                 touched = cur.fetchone()[0]
         except psycopg.Error as exc:
             self.seconds += time.perf_counter() - started
-            state = exc.sqlstate or ""
-            result.sqlstate = state
-            message = (exc.diag.message_primary or str(exc)).strip()
-            if state in DENIED_STATES or (
-                actor.kind == MALFORMED_CLAIMS and state in CLAIM_PARSE_STATES
-            ):
-                result.detail = message
+            result.sqlstate = exc.sqlstate
+            if _refused(exc) or self._rejects_identity(actor, exc):
+                result.detail = _error_text(exc)
                 return result
             result.outcome = "error"
-            result.detail = f"SQLSTATE {state}: {message}"
+            result.detail = _error_text(exc, with_state=True)
             return result
         finally:
             cur.execute("rollback")
@@ -231,12 +260,50 @@ class Attack:
                 result.rows = [_shown(r) for r in (seen or rows)[:MAX_ROWS_SHOWN]]
             return result
 
+    def _become(self, cur, actor: Actor, result: ProbeResult) -> bool:
+        """Act as `actor`; on failure record why in `result` and return False.
+
+        A caller without a tenant whose empty identity the act_as template
+        cannot even set is rejected, which is a denial. Any other failure of
+        act_as is an error, never a denial: the statement was not tried.
+        """
+        try:
+            become(cur, actor, self.tenancy)
+        except psycopg.Error as exc:
+            result.sqlstate = exc.sqlstate
+            if self._rejects_identity(actor, exc):
+                result.detail = _error_text(exc)
+                return False
+            result.outcome = "error"
+            result.detail = "tenancy.act_as failed: " + _error_text(exc, with_state=True)
+            return False
+        return True
+
+    def _rejects_identity(self, actor: Actor, exc: psycopg.Error) -> bool:
+        """Return whether `exc` rejects the caller's missing or malformed identity.
+
+        Malformed claims fail to parse. With a SQL template a caller without a
+        tenant sets an empty tenant or user, and a policy that casts it fails
+        on that empty value.
+        """
+        if exc.sqlstate not in CLAIM_PARSE_STATES:
+            return False
+        if actor.kind == MALFORMED_CLAIMS:
+            return True
+        empty_identity = actor.tenant_id is None or actor.user_id is None
+        message = exc.diag.message_primary or ""
+        return (
+            self.tenancy.act_as != "supabase" and empty_identity and message.endswith('""')
+        )
+
     def _clear_dependents(self, cur, table: str) -> None:
         """Empty, inside the probe's transaction, the tables whose keys point at `table`.
 
         A row with dependents cannot move to another tenant when a composite
-        foreign key holds the tenant, which says nothing about the policy that
-        would otherwise let it move. Everything is rolled back afterwards.
+        foreign key carries the tenant, nor be deleted under ON DELETE RESTRICT,
+        which says nothing about the policy that would otherwise let it. The
+        truncate cascades to tables that point at those, and everything is
+        rolled back afterwards.
         """
         children = sorted(
             name
@@ -245,7 +312,7 @@ class Attack:
         )
         if children:
             cur.execute(
-                sql.SQL("truncate {}").format(
+                sql.SQL("truncate {} cascade").format(
                     sql.SQL(", ").join(_ident(name) for name in children)
                 )
             )
@@ -289,8 +356,15 @@ class Attack:
             params.append(str(row.get(column)))
         return sql.SQL(" and ").join(parts), params
 
-    def new_row(self, info: TableInfo, base: dict[str, Any], label: str) -> dict[str, Any]:
-        """A fresh row like `base` (same tenant and parents), unique keys renewed."""
+    def new_row(
+        self, info: TableInfo, base: dict[str, Any], label: str, user_id: str | None = None
+    ) -> dict[str, Any]:
+        """Return a fresh row like `base` (same tenant and parents), keys renewed.
+
+        A key made only of references, such as a membership's (team, user),
+        takes `user_id` (or the outsider) as its user: the row then joins B's
+        tenant for a user B does not have, which is the attack itself.
+        """
         unique = set(info.primary_key) | {c for key in info.unique_keys for c in key}
         foreign_columns = {c for fk in info.foreign_keys for c in fk.columns}
         owner = self.seed.owner_of(info.name)
@@ -305,8 +379,29 @@ class Attack:
                 continue
             if name in base:
                 values[name] = base[name]
-        # A unique key made only of parent references would collide: renew the rest.
+        keys = [info.primary_key, *info.unique_keys]
+        for key in keys:
+            if not key or not all(c in foreign_columns or c == owner for c in key):
+                continue
+            for column in self._user_columns(info):
+                if column in key:
+                    values[column] = user_id or self.seed.outsider.id
         return values
+
+    def _user_columns(self, info: TableInfo) -> list[str]:
+        """Return the columns of `info` that reference a user (auth.users or users)."""
+        user_tables = {"auth.users"}
+        membership = self.tenancy.membership
+        if membership is not None:
+            table = self.seed.tables.get(_qualified_name(membership.table))
+            for fk in table.foreign_keys if table else ():
+                if fk.columns == (membership.user_column,):
+                    user_tables.add(fk.parent)
+        return [
+            fk.columns[0]
+            for fk in info.foreign_keys
+            if len(fk.columns) == 1 and fk.parent in user_tables
+        ]
 
     def insert_statement(self, info: TableInfo, values: dict[str, Any], conflict: str = ""):
         columns = list(values)
@@ -316,7 +411,7 @@ class Attack:
             sql.SQL(", ").join(sql.SQL("%s") for _ in columns),
             sql.SQL(conflict),
         )
-        return query, [values[c] for c in columns]
+        return query, [_parameter(info.columns.get(c), values[c]) for c in columns]
 
     def deterministic(self, table: str, operation: str, actor: Actor):
         """The canonical probes for one cell of the matrix, simplest first."""
@@ -325,6 +420,10 @@ class Attack:
         own = self._sample(table, "A")
         owner = self.seed.owner_of(table)
         ident = _ident(table)
+        # A tenant row's tenant is its own primary key: it cannot move to B or
+        # be inserted into B without colliding with B's row, so those probes
+        # would only show a duplicate key.
+        movable = owner is not None and table != self.seed.tenant_table
         probes = []
         if operation == "SELECT":
             probes.append((sql.SQL("select * from {}").format(ident), []))
@@ -348,7 +447,7 @@ class Attack:
                 probes.append(
                     (sql.SQL("update {} set {}").format(ident, assignment), [])
                 )
-                if owner and actor.kind == MEMBER and not info.columns[owner].generated:
+                if movable and actor.kind == MEMBER and not info.columns[owner].generated:
                     # Moving rows to tenant B. Without a WHERE clause PostgreSQL
                     # does not apply SELECT policies to the new row, so only the
                     # UPDATE policy's WITH CHECK stands in the way.
@@ -370,7 +469,7 @@ class Attack:
                         params,
                     )
                 )
-                if owner and own is not None and actor.kind == MEMBER:
+                if movable and own is not None and actor.kind == MEMBER:
                     where, params = self._identity_where(info, own)
                     probes.append(
                         (
@@ -390,8 +489,9 @@ class Attack:
                     )
                 )
             probes.append((sql.SQL("delete from {}").format(ident), []))
-        elif operation == "INSERT" and target is not None:
-            probes.append(self.insert_statement(info, self.new_row(info, target, "B")))
+        elif operation == "INSERT" and target is not None and table != self.seed.tenant_table:
+            values = self.new_row(info, target, "B", actor.user_id)
+            probes.append(self.insert_statement(info, values))
         elif operation == "UPSERT" and target is not None and info.primary_key:
             column = self._set_column(info)
             if column is not None:
@@ -486,7 +586,7 @@ class Attack:
                 actor = self.actors[kind]
                 for query, params in self.deterministic(table, operation, actor):
                     result = self.run(table, operation, actor, query, params)
-                    if result.sqlstate == "23503" and operation.startswith("UPDATE"):
+                    if result.sqlstate == "23503" and operation != "INSERT":
                         result = self.run(
                             table, operation, actor, query, params, clear_dependents=True
                         )
@@ -529,17 +629,17 @@ class Attack:
         self.conn.execute("begin")
         try:
             with self.conn.cursor() as cur:
-                become(cur, actor, self.tenancy)
+                if not self._become(cur, actor, result):
+                    return result
                 try:
                     cur.execute(query, params)
                 except psycopg.Error as exc:
-                    state = exc.sqlstate or ""
-                    result.sqlstate = state
-                    if state in DENIED_STATES or state == "23503":
-                        result.detail = (exc.diag.message_primary or "").strip()
+                    result.sqlstate = exc.sqlstate
+                    if _refused(exc) or exc.sqlstate == "23503":
+                        result.detail = _error_text(exc)
                         return result
                     result.outcome = "error"
-                    result.detail = f"SQLSTATE {state}: {exc.diag.message_primary}"
+                    result.detail = _error_text(exc, with_state=True)
                     return result
             result.outcome = "leak"
             result.detail = (
@@ -577,16 +677,17 @@ class Attack:
         self.conn.execute("begin")
         try:
             with self.conn.cursor() as cur:
-                become(cur, actor, self.tenancy)
+                if not self._become(cur, actor, result):
+                    return result
                 try:
                     cur.execute(query)
                     names = [d.name for d in cur.description]
                     rows = [dict(zip(names, r)) for r in cur.fetchall()]
                 except psycopg.Error as exc:
-                    if exc.sqlstate in DENIED_STATES:
+                    if _refused(exc):
                         return result
                     result.outcome = "error"
-                    result.detail = f"SQLSTATE {exc.sqlstate}: {exc.diag.message_primary}"
+                    result.detail = _error_text(exc, with_state=True)
                     return result
             leaked = [r for r in rows if any(str(v) in markers for v in r.values())]
             if leaked:
@@ -617,32 +718,58 @@ class Attack:
             ]
         results = []
         markers = self.foreign_markers() | {str(self.tenant_b)}
-        for args, decoy in candidates:
+        for args, decoys in candidates:
             probe = self._call(function, args)
             if probe.outcome != "denied":
                 results.append(probe)
                 continue
+            # What the caller passed in and gets back proves nothing (a function
+            # that creates a row returns the name it was given).
+            passed = _passed_values(args)
             values = probe.rows
-            leaked = [v for v in values if any(str(x) in markers for x in v.values())]
+            leaked = [
+                v for v in values if any(str(x) in markers - passed for x in v.values())
+            ]
             if leaked:
                 probe.outcome = "leak"
                 probe.detail = "returned tenant B's data"
                 probe.rows = leaked[:MAX_ROWS_SHOWN]
-            elif decoy is not None:
-                baseline = self._call(function, decoy)
-                if baseline.outcome == "denied" and baseline.rows != values and values:
-                    probe.outcome = "leak"
-                    probe.detail = (
-                        "answers differently for tenant B's identifier than for an "
-                        "unknown one, so it discloses B's data"
-                    )
+            elif decoys and values and self._answers_differently(
+                function, args, values, decoys
+            ):
+                probe.outcome = "leak"
+                probe.detail = (
+                    "answers differently for tenant B's identifier than for an "
+                    "unknown one, so it discloses B's data"
+                )
             if probe.outcome != "leak":
                 probe.rows = []
             results.append(probe)
         return results
 
+    def _answers_differently(self, function, args, values, decoys) -> bool:
+        """Compare the answer for B's identifiers with answers for unknown ones.
+
+        Echoed arguments are masked. When two unknown identifiers already get
+        different answers (new ids, timestamps), the function is not a lookup
+        and the comparison says nothing.
+        """
+        answers = []
+        for decoy in decoys:
+            baseline = self._call(function, decoy)
+            if baseline.outcome != "denied":
+                return False
+            answers.append(_masked(baseline.rows, decoy))
+        if any(answer != answers[0] for answer in answers[1:]):
+            return False
+        return _masked(values, args) != answers[0]
+
     def _argument_candidates(self, function):
-        """Argument lists holding B's identifiers, each with a decoy of unknown ids."""
+        """Argument lists holding B's identifiers, each with two lists of unknown ids.
+
+        An argument of a table's row type gets B's seeded row. Any other type
+        gets NULL, unless no argument can carry an identifier: then None.
+        """
         import uuid as uuid_module
 
         b_values: dict[str, list[Any]] = {"uuid": [], "text": [], "bigint": []}
@@ -661,26 +788,83 @@ class Attack:
         b_values["text"] = b_values["uuid"][:3]
         b_values["bigint"] = list(dict.fromkeys(b_values["bigint"]))[:3]
         if not function.args:
-            return [([], None)]
+            return [([], [])]
+        kinds = [self._argument_kind(type_) for _, type_ in function.args]
+        if all(kind == "fixed" for kind in kinds):
+            # No argument can carry an identifier, so the function can only
+            # answer about the caller: call it once and read what it returns.
+            return [([None] * len(kinds), [])]
+        if all(kind in (None, "fixed") for kind in kinds):
+            return None
         lists = []
-        for index, (_, type_) in enumerate(function.args):
-            kind = _type_kind(type_)
-            if kind is None:
-                return None
-            pool = b_values[kind] or ([1] if kind == "bigint" else [str(uuid_module.uuid4())])
+        for index, kind in enumerate(kinds):
+            if kind in (None, "fixed"):
+                continue
+            if kind.startswith("row:"):
+                pool = [self._row_literal(kind[4:])]
+            else:
+                pool = b_values[kind] or (
+                    [1] if kind == "bigint" else [str(uuid_module.uuid4())]
+                )
             for value in pool:
-                args, decoy = [], []
-                for other_index, (_, other_type) in enumerate(function.args):
-                    other = _type_kind(other_type)
+                args, decoys = [], [[], []]
+                for other_index, other in enumerate(kinds):
                     if other_index == index:
                         args.append(value)
-                        decoy.append(_decoy(kind))
-                    else:
-                        fill = b_values[other][0] if b_values[other] else _decoy(other)
-                        args.append(fill)
+                        for number, decoy in enumerate(decoys):
+                            decoy.append(_decoy(kind, number))
+                        continue
+                    fill = None
+                    if other in b_values and b_values[other]:
+                        fill = b_values[other][0]
+                    elif other in b_values:
+                        fill = _decoy(other, 0)
+                    args.append(fill)
+                    for decoy in decoys:
                         decoy.append(fill)
-                lists.append((args, decoy))
+                lists.append((args, decoys))
         return lists[:12]
+
+    def _argument_kind(self, type_: str) -> str | None:
+        """Return how an argument of `type_` is filled, or None when unknown.
+
+        uuid, text or bigint carry B's identifiers, ``row:<table>`` B's seeded
+        row of that table, and ``fixed`` (enums, booleans, dates, fractions)
+        cannot carry one and gets NULL.
+        """
+        kind = _type_kind(type_)
+        if kind is not None:
+            return kind
+        if type_.lower() in FIXED_TYPES or type_.lower().startswith(FIXED_PREFIXES):
+            return "fixed"
+        table = type_ if "." in type_ else f"public.{type_}"
+        if self.seed.rows.get(table, {}).get("B"):
+            return f"row:{table}"
+        with self.conn.cursor() as cur:
+            cur.execute("select typtype from pg_type where oid = to_regtype(%s)", (type_,))
+            found = cur.fetchone()
+        return "fixed" if found and found[0] == "e" else None
+
+    def _row_literal(self, table: str) -> str:
+        """Return B's first seeded row of `table` as a record literal, ("v1",,"v3")."""
+        info = self.seed.tables[table]
+        row = self.seed.rows[table]["B"][0]
+        fields = []
+        for name, column in info.columns.items():
+            value = row.get(name)
+            if value is None:
+                fields.append("")
+                continue
+            if column.type == "bytea":
+                text = "\\x" + str(value)
+            elif column.type.endswith("[]") and isinstance(value, list):
+                text = "{" + ",".join(_quoted(str(item)) for item in value) + "}"
+            elif isinstance(value, (dict, list)):
+                text = json.dumps(value)
+            else:
+                text = str(value)
+            fields.append(_quoted(text))
+        return "(" + ",".join(fields) + ")"
 
     def _call(self, function, args: list) -> ProbeResult:
         actor = self.actors[MEMBER]
@@ -698,20 +882,50 @@ class Attack:
         self.conn.execute("begin")
         try:
             with self.conn.cursor() as cur:
-                become(cur, actor, self.tenancy)
+                if not self._become(cur, actor, result):
+                    return result
                 try:
                     cur.execute(query, args)
                     names = [d.name for d in cur.description]
                     result.rows = [_shown(dict(zip(names, r))) for r in cur.fetchall()]
                 except psycopg.Error as exc:
-                    if exc.sqlstate in DENIED_STATES or exc.sqlstate == "P0001":
-                        # A raised exception is the function refusing the caller.
+                    if _refused(exc):
                         return result
                     result.outcome = "error"
-                    result.detail = f"SQLSTATE {exc.sqlstate}: {exc.diag.message_primary}"
+                    result.detail = _error_text(exc, with_state=True)
             return result
         finally:
             self.conn.execute("rollback")
+
+
+def _qualified_name(name: str) -> str:
+    return name if "." in name else f"public.{name}"
+
+
+def _refused(exc: psycopg.Error) -> bool:
+    """Return whether PostgreSQL or the application refused the statement.
+
+    A permission error is the database's refusal. An exception raised by
+    PL/pgSQL (RAISE, in a trigger, a policy helper or the called function) is
+    the application's refusal, whatever error code it chose.
+    """
+    if exc.sqlstate in DENIED_STATES or exc.sqlstate == "P0001":
+        return True
+    return " at RAISE" in (exc.diag.context or "")
+
+
+def _error_text(exc: psycopg.Error, *, with_state: bool = False) -> str:
+    message = (exc.diag.message_primary or str(exc)).strip()
+    if with_state and exc.sqlstate:
+        return f"SQLSTATE {exc.sqlstate}: {message}"
+    return message
+
+
+def _parameter(column: ColumnInfo | None, value: Any) -> Any:
+    """Return `value` ready to bind: seeded json rows come back as dicts and lists."""
+    if column is not None and column.type in ("json", "jsonb") and value is not None:
+        return value if isinstance(value, str) else json.dumps(value)
+    return value
 
 
 def _type_kind(type_: str) -> str | None:
@@ -725,12 +939,42 @@ def _type_kind(type_: str) -> str | None:
     return None
 
 
-def _decoy(kind: str | None) -> Any:
+def _decoy(kind: str | None, number: int) -> Any:
+    """Return an identifier of `kind` that no seeded row has (`number` is 0 or 1)."""
     import uuid as uuid_module
 
+    if kind is not None and kind.startswith("row:"):
+        return None
     if kind == "bigint":
-        return 987_654_321
-    return str(uuid_module.UUID(int=0x5EED))
+        return 987_654_321 + number
+    return str(uuid_module.UUID(int=0x5EED + number))
+
+
+def _quoted(text: str) -> str:
+    """Quote one field of a record or array literal."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _passed_values(args: list) -> set[str]:
+    """Return the arguments as text, and each field of a record literal argument."""
+    passed = set()
+    for value in args:
+        if value is None:
+            continue
+        text = str(value)
+        passed.add(text)
+        if text.startswith("(") and text.endswith(")"):
+            passed |= {field.strip('"') for field in text[1:-1].split(",")}
+    return passed
+
+
+def _masked(rows: list[dict[str, Any]], args: list) -> list[dict[str, Any]]:
+    """Return `rows` with every value that equals an argument replaced by a mark."""
+    passed = _passed_values(args)
+    return [
+        {key: "<argument>" if str(value) in passed else value for key, value in row.items()}
+        for row in rows
+    ]
 
 
 def _shown(row: dict[str, Any]) -> dict[str, Any]:

@@ -341,6 +341,226 @@ def test_ungranted_commands_need_no_policy(server, tmp_path, request):
     assert missing == {("app.items", "UPDATE")}
 
 
+# Probes -------------------------------------------------------------------------
+
+
+def attack_all(server, tmp_path, request, migration, tenancy, flavor="supabase"):
+    """Seed the schema, attack every table and return the probe results."""
+    from assay.attack import Attack
+
+    result, dsn = seed(server, tmp_path, request, migration, tenancy, flavor)
+    config = load_config(tmp_path / "assay.yaml")
+    attacker = Attack(dsn, result, config.tenancy)
+    request.addfinalizer(attacker.close)
+    probes = []
+    for table in sorted(result.tables):
+        probes.extend(attacker.attack_table(table))
+    return attacker, probes
+
+
+def outcomes(probes, outcome: str) -> list[str]:
+    return [f"{p.table} {p.operation} {p.actor}: {p.detail}" for p in probes if p.outcome == outcome]
+
+
+ORGS = """
+create table public.orgs (
+    id uuid primary key default gen_random_uuid(),
+    name text not null,
+    settings jsonb not null default '{}'
+);
+create table public.org_members (
+    org_id uuid not null references public.orgs (id),
+    user_id uuid not null references auth.users (id),
+    primary key (org_id, user_id)
+);
+create function public.is_member(org uuid) returns boolean language sql stable
+security definer set search_path = '' as $$
+    select exists (select 1 from public.org_members m
+                   where m.org_id = org and m.user_id = auth.uid())
+$$;
+create table public.profiles (
+    id uuid primary key references auth.users (id),
+    bio text
+);
+create function public.personal_org() returns trigger language plpgsql
+security definer set search_path = '' as $$
+begin
+    insert into public.orgs (id, name) values (new.id, 'personal');
+    insert into public.org_members (org_id, user_id) values (new.id, new.id);
+    insert into public.profiles (id) values (new.id);
+    return new;
+end $$;
+create trigger personal_org after insert on auth.users
+    for each row execute function public.personal_org();
+create table public.docs (
+    id uuid primary key default gen_random_uuid(),
+    org_id uuid not null references public.orgs (id),
+    body jsonb not null,
+    locked boolean not null default false
+);
+create function public.keep_locked() returns trigger language plpgsql as $$
+begin
+    if old.locked is distinct from new.locked then
+        raise exception 'locked cannot change' using errcode = 'LOCKD';
+    end if;
+    return new;
+end $$;
+create trigger keep_locked before update on public.docs
+    for each row execute function public.keep_locked();
+alter table public.orgs enable row level security;
+alter table public.org_members enable row level security;
+alter table public.profiles enable row level security;
+create policy profiles_own on public.profiles for select to authenticated
+    using (id = (select auth.uid()));
+create policy profiles_edit on public.profiles for update to authenticated
+    using (id = (select auth.uid()));
+alter table public.docs enable row level security;
+create policy orgs_member on public.orgs for all to authenticated
+    using ((select public.is_member(id)));
+create policy members_own on public.org_members for select to authenticated
+    using (user_id = (select auth.uid()));
+create policy docs_member on public.docs for all to authenticated
+    using ((select public.is_member(org_id)));
+create type public.doc_state as enum ('open', 'closed');
+create function public.my_docs(state public.doc_state) returns setof public.docs
+language sql stable security definer set search_path = '' as $$
+    select d.* from public.docs d join public.org_members m on m.org_id = d.org_id
+    where m.user_id = auth.uid()
+$$;
+create function public.new_org(name text) returns public.orgs
+language sql security definer set search_path = '' as $$
+    insert into public.orgs (name) values (name) returning *
+$$;
+create function public.org_docs(org uuid) returns setof public.docs
+language sql stable security definer set search_path = '' as $$
+    select * from public.docs where org_id = org
+$$;
+"""
+
+ORGS_TENANCY = """\
+  column: org_id
+  tenant_table: public.orgs
+  membership: {table: public.org_members, tenant_column: org_id, user_column: user_id}
+"""
+
+
+def test_probes_on_supabase_shapes(server, tmp_path, request):
+    attacker, probes = attack_all(server, tmp_path, request, ORGS, ORGS_TENANCY)
+
+    # A jsonb column, a trigger that raises, the tenant table itself, and the
+    # outsider's own personal org and profile are judged without an error or
+    # a leak.
+    assert outcomes(probes, "error") == []
+    assert outcomes(probes, "leak") == []
+    assert [p for p in probes if p.table == "public.orgs" and p.operation == "INSERT"] == []
+
+
+def test_definer_calls_judge_each_shape(server, tmp_path, request):
+    from assay.introspect import read_catalog
+
+    attacker, _ = attack_all(server, tmp_path, request, ORGS, ORGS_TENANCY)
+    live, _ = read_catalog(attacker.conn, ["public"], ["anon", "authenticated"])
+    calls = {
+        name: [r.outcome for r in attacker.call_definer(live.functions[name][0])]
+        for name in ("public.my_docs", "public.new_org", "public.org_docs")
+    }
+
+    # An enum argument is filled with NULL, a function that echoes the name
+    # it was given discloses nothing, and a lookup by B's id still leaks.
+    assert set(calls["public.my_docs"]) == {"denied"}
+    assert set(calls["public.new_org"]) == {"denied"}
+    assert "leak" in calls["public.org_docs"]
+
+
+TEMPLATE = """
+create table public.shops (id uuid primary key default gen_random_uuid(), name text);
+create table public.orders (
+    id uuid primary key default gen_random_uuid(),
+    shop_id uuid not null references public.shops (id),
+    item text
+);
+create role shop_app;
+grant select, insert, update, delete on public.shops, public.orders to shop_app;
+alter table public.shops enable row level security;
+alter table public.orders enable row level security;
+create policy shops_own on public.shops
+    using (id = current_setting('app.shop')::uuid);
+create policy orders_own on public.orders
+    using (shop_id = current_setting('app.shop')::uuid);
+create table public.shop_members (
+    shop_id uuid not null references public.shops (id),
+    user_id uuid not null,
+    primary key (shop_id, user_id)
+);
+"""
+
+TEMPLATE_TENANCY = """\
+  column: shop_id
+  tenant_table: public.shops
+  membership: {table: public.shop_members, tenant_column: shop_id, user_column: user_id}
+  act_as: "set local app.shop = {tenant_id}"
+  role: shop_app
+  anon_role: shop_app
+  schemas: [public]
+  exempt: [{table: public.shop_members, reason: "membership, read by the server"}]
+"""
+
+
+def test_empty_tenant_setting_is_a_denial(server, tmp_path, request):
+    # Roles are cluster-wide, so each test names its own.
+    migration = TEMPLATE.replace("shop_app", "shop_app_1")
+    tenancy = TEMPLATE_TENANCY.replace("shop_app", "shop_app_1")
+
+    _, probes = attack_all(server, tmp_path, request, migration, tenancy, "postgres")
+
+    # Callers without a shop set an empty app.shop, which the policies cannot
+    # cast to uuid: the statement fails, which is a denial, not an error.
+    assert outcomes(probes, "error") == []
+    assert outcomes(probes, "leak") == []
+
+
+def test_failing_act_as_is_an_error(server, tmp_path, request):
+    migration = TEMPLATE.replace("shop_app", "shop_app_2")
+    tenancy = TEMPLATE_TENANCY.replace("shop_app", "shop_app_2").replace(
+        "set local app.shop = {tenant_id}",
+        "select set_config('app.shop', (select {tenant_id}::text from public.missing), true)",
+    )
+
+    _, probes = attack_all(server, tmp_path, request, migration, tenancy, "postgres")
+
+    member = [p for p in probes if p.actor == "member_of_A"]
+    assert member
+    assert {p.outcome for p in member} == {"error"}
+    assert all(p.detail.startswith("tenancy.act_as failed: ") for p in member)
+
+
+def test_profiles_made_by_trigger_are_seeded(server, tmp_path, request):
+    result, _ = seed(server, tmp_path, request, ORGS, ORGS_TENANCY)
+
+    assert result.errors == {}
+    profiles = result.rows["public.profiles"]
+    assert [row["id"] for row in profiles["A"]] == [result.tenant("A").members[0].id]
+    assert [row["id"] for row in profiles["B"]] == [result.tenant("B").members[0].id]
+
+
+def test_joining_another_tenant_is_a_leak(server, tmp_path, request):
+    # Without the acting user in the key, the probe row repeated B's own
+    # (org, user) key and ended in a duplicate key error instead of a verdict.
+    migration = ORGS + (
+        "create policy members_join on public.org_members for insert\n"
+        "    to authenticated with check (true);\n"
+    )
+
+    _, probes = attack_all(server, tmp_path, request, migration, ORGS_TENANCY)
+
+    joins = [
+        p for p in probes if p.table == "public.org_members" and p.operation == "INSERT"
+    ]
+    member = [p for p in joins if p.actor == "member_of_A"]
+    assert [p.outcome for p in member] == ["leak"]
+    assert not [p for p in joins if p.outcome == "error"]
+
+
 # Supabase flavor ----------------------------------------------------------------
 
 PLATFORM = """
