@@ -293,6 +293,11 @@ class AssayRun:
         self.results = self.control_results()
         if self.join_errors:
             self.run_info["catalog_errors"] = self.join_errors
+        if exitstatus == pytest.ExitCode.INTERRUPTED:
+            self.run_info["interrupted"] = (
+                "the run was stopped (Ctrl-C or SIGTERM) before every check ran, "
+                "so this evidence is incomplete"
+            )
         if self.report_dir is not None:
             from assay.manifest import sign_run_folder, signer_for_run
 

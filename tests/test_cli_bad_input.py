@@ -6,6 +6,7 @@ that Assay prints, and that no traceback is printed.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -180,3 +181,8 @@ def test_sigterm_stops_run_and_cleans_up(tmp_path: Path, short_tmp: Path):
     assert error_lines(stderr.decode()) == ["assay: stopped by SIGTERM"]
     assert tagged_processes(tag) == []
     assert list(short_tmp.iterdir()) == []
+    evidence = json.loads((tmp_path / "evidence" / "evidence.json").read_text())
+    assert evidence["run"]["interrupted"] == (
+        "the run was stopped (Ctrl-C or SIGTERM) before every check ran, "
+        "so this evidence is incomplete"
+    )
