@@ -507,6 +507,10 @@ def check_bypass(model, scope: TenancyScope, *, source: str, static=None, live=N
             examined += 1
             if function.search_path is None:
                 location = getattr(function, "location", None)
+                if location is None and static is not None:
+                    # The live catalog has no lines: point at the migration.
+                    twins = static.functions.get(name) or []
+                    location = twins[0].location if twins else None
                 findings.append(
                     Finding(
                         control="TI-5",

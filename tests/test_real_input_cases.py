@@ -608,3 +608,37 @@ def test_platform_extension_needs_shim(server, tmp_path, request):
         migrated_dsn(server, config, request)
 
     assert "Install the extension pg_jsonschema" in str(caught.value)
+
+
+def test_live_definer_findings_keep_their_lines(server, tmp_path, request):
+    from assay.introspect import read_catalog
+    from assay.schema import build_model
+    from assay.tenancy import TenancyScope, check_bypass
+
+    migration = ORGS + (
+        "create function public.first_helper() returns int language sql\n"
+        "    security definer as $$ select 1 $$;\n"
+        "create function public.second_helper() returns int language sql\n"
+        "    security definer as $$ select 2 $$;\n"
+    )
+    config = write_project(tmp_path, migration, ORGS_TENANCY, "supabase")
+    dsn = migrated_dsn(server, config, request)
+    files = parse_all(discover(config.path("migrations")), root=config.root)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        live, facts = read_catalog(conn, ["public"], ["anon", "authenticated"])
+    scope = TenancyScope.from_config(config.tenancy)
+
+    findings, _ = check_bypass(
+        live, scope, source="live", static=build_model(files), live=facts
+    )
+
+    lines = {
+        f.message.split()[3]: f.line
+        for f in findings
+        if f.rule == "definer-function-search-path"
+    }
+    first = migration.splitlines().index(
+        "create function public.first_helper() returns int language sql"
+    )
+    assert lines["public.first_helper"] == first + 1
+    assert lines["public.second_helper"] == first + 3
