@@ -37,6 +37,13 @@ ROWS_PER_TENANT = 2
 MEMBERS_PER_TENANT = 2
 # Inserts tried per row while repairing NOT NULL and CHECK violations.
 MAX_INSERT_ATTEMPTS = 8
+# Types ValueMaker.make builds values for. A nullable column of another type
+# (an extension's vector, a geometry) is left NULL.
+KNOWN_TYPE_PREFIXES = (
+    "uuid", "smallint", "integer", "bigint", "numeric", "real", "double precision",
+    "boolean", "timestamp", "date", "time", "json", "bytea", "inet", "cidr",
+    "interval", "citext", "text", "character", "varchar", "name", "money",
+)
 
 
 @dataclass(frozen=True)
@@ -260,6 +267,12 @@ class ValueMaker:
     def next_number(self) -> int:
         self.counter += 1
         return self.counter
+
+    def can_make(self, column: ColumnInfo) -> bool:
+        """Return whether `make` knows the column's type (else it makes text)."""
+        if column.enum_labels or column.choices or column.element_type:
+            return True
+        return column.type.lower().startswith(KNOWN_TYPE_PREFIXES)
 
     def make(self, column: ColumnInfo, label: str, marker: str) -> Any:
         n = self.next_number()
@@ -544,6 +557,8 @@ class Seeder:
             if name in values or name in overrides or column.identity or column.generated:
                 continue
             if column.has_default:
+                continue
+            if not column.not_null and not self.values.can_make(column):
                 continue
             values[name] = self.values.make(column, label, self.markers[label])
         values.update(overrides)

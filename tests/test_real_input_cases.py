@@ -610,6 +610,19 @@ def test_platform_extension_needs_shim(server, tmp_path, request):
     assert "Install the extension pg_jsonschema" in str(caught.value)
 
 
+def test_unknown_nullable_type_left_null(server, tmp_path, request):
+    # A column of a type the seeder has no value for (here point, in real
+    # projects an extension's vector) stays NULL when it may.
+    migration = CHECKED + "alter table public.team_notes add column spot point;\n"
+
+    result, _ = seed(
+        server, tmp_path, request, migration, CHECKED_TENANCY, flavor="postgres"
+    )
+
+    assert result.errors == {}
+    assert [row["spot"] for row in result.rows["public.team_notes"]["A"]] == [None, None]
+
+
 def test_live_definer_findings_keep_their_lines(server, tmp_path, request):
     from assay.introspect import read_catalog
     from assay.schema import build_model
