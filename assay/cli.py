@@ -254,10 +254,28 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
 
 def lint_command(args: argparse.Namespace) -> int:
     from assay.config import find_config, load_config
-    from assay.lint import lint, render
+    from assay.lint import STATIC_CONTROLS, lint, render
 
     config = load_config(_config_path(args) or find_config())
-    findings = lint(config, controls=_parse_controls(args.controls))
+    controls = _parse_controls(args.controls)
+    findings = lint(config, controls=controls)
+
+    # lint returns no finding when no rule ran; that must not read as a pass.
+    static = ", ".join(STATIC_CONTROLS)
+    if controls and not set(controls) & set(STATIC_CONTROLS):
+        raise ConfigError(
+            "assay lint has no static rule for these controls",
+            key="--controls",
+            value=args.controls,
+            fix=f"Select one of {static}, or use assay run for the others",
+        )
+    if config.tenancy is None:
+        raise ConfigError(
+            "no tenancy section, so assay lint has no rule to run",
+            file=config.file,
+            fix="Add a tenancy section naming the tenant column and tables "
+            "(see the README)",
+        )
     sys.stdout.write(render(findings, args.format))
     return EXIT_FAILED if any(f.blocking for f in findings) else EXIT_OK
 

@@ -131,7 +131,7 @@ def short_tmp() -> Iterator[Path]:
 
 
 def tagged_processes(tag: str) -> list[str]:
-    """Return the command lines of live processes whose environment holds `tag`."""
+    """Return the command lines of live processes whose environment contains `tag`."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -186,3 +186,33 @@ def test_sigterm_stops_run_and_cleans_up(tmp_path: Path, short_tmp: Path):
         "the run was stopped (Ctrl-C or SIGTERM) before every check ran, "
         "so this evidence is incomplete"
     )
+
+
+# assay lint -----------------------------------------------------------------
+
+
+def test_lint_without_tenancy(project: Path):
+    result = run_assay("lint", cwd=project)
+
+    assert result.status == 2
+    assert result.stdout == ""
+    assert error_lines(result.stderr) == [
+        "assay: assay.yaml: no tenancy section, so assay lint has no rule to run. "
+        "Add a tenancy section naming the tenant column and tables (see the README)"
+    ]
+
+
+def test_lint_controls_without_static_rule(project: Path):
+    (project / "assay.yaml").write_text(
+        "tenancy:\n  column: organization_id\n  tenant_table: public.organizations\n"
+    )
+
+    result = run_assay("lint", "--controls", "TE-1,OP-1", cwd=project)
+
+    assert result.status == 2
+    assert result.stdout == ""
+    assert error_lines(result.stderr) == [
+        "assay: --controls='TE-1,OP-1': assay lint has no static rule for these "
+        "controls. Select one of TI-1, TI-2, TI-3, TI-5, or use assay run for the "
+        "others"
+    ]
