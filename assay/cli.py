@@ -222,6 +222,20 @@ def run_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid value {text!r}: give a whole number of processes, 1 or more"
+        ) from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(
+            f"invalid value {count}: give 1 or more processes (1 runs without xdist)"
+        )
+    return count
+
+
 @command("run")
 def _add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="path of assay.yaml (default: ./assay.yaml)")
@@ -234,7 +248,7 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--workers",
-        type=int,
+        type=_worker_count,
         default=1,
         help="pytest-xdist worker processes (default: 1)",
     )

@@ -216,3 +216,25 @@ def test_lint_controls_without_static_rule(project: Path):
         "controls. Select one of TI-1, TI-2, TI-3, TI-5, or use assay run for the "
         "others"
     ]
+
+
+# assay run options ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "invalid value 0: give 1 or more processes (1 runs without xdist)"),
+        ("-3", "invalid value -3: give 1 or more processes (1 runs without xdist)"),
+        ("abc", "invalid value 'abc': give a whole number of processes, 1 or more"),
+    ],
+)
+def test_run_workers_invalid(project: Path, value: str, message: str):
+    result = run_assay("run", f"--workers={value}", cwd=project)
+
+    assert result.status == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"assay run: error: argument --workers: {message}"
+    )
+    assert not (project / "reports").exists()
