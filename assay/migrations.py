@@ -921,6 +921,16 @@ _EXTENSION_SCHEMAS = {
 }
 
 
+# Column types that Supabase platform extensions provide, and the extension.
+_EXTENSION_TYPES = {
+    "vector": "vector",
+    "halfvec": "vector",
+    "sparsevec": "vector",
+    "geometry": "postgis",
+    "geography": "postgis",
+}
+
+
 def apply(conn: psycopg.Connection, files: Sequence[MigrationFile]) -> None:
     """Run the migration files in order on an autocommit psycopg connection.
 
@@ -1114,6 +1124,18 @@ def _fix_for(sqlstate: str, message: str) -> str:
             f"Schema {extension_schema} belongs to the extension {extension}: install "
             "it on the PostgreSQL server, or create a stand-in for what the "
             "migrations use in a migrations.setup file"
+        )
+    if sqlstate == "42704" and message.startswith("type "):
+        type_name = name.rsplit(".", 1)[-1]
+        if type_name in _EXTENSION_TYPES:
+            return (
+                f"Type {type_name} belongs to the extension "
+                f"{_EXTENSION_TYPES[type_name]}, which this PostgreSQL server lacks: "
+                "install it on the server"
+            )
+        return (
+            f"Create the type {name} in an earlier migration or a migrations.setup "
+            "file, or install the extension that provides it"
         )
     if sqlstate == "42704" and message.startswith("role "):
         if name in _SUPABASE_ROLES:

@@ -793,3 +793,12 @@ def test_apply_extension_schema_names_extension(tmp_path, conn):
 
     assert "belongs to the extension pg_cron" in str(caught.value)
     assert "database.flavor" not in str(caught.value)
+
+
+def test_apply_missing_type_names_extension(tmp_path, conn):
+    text = "create table t (id int, shape geography);"
+
+    with pytest.raises(MigrationError) as caught:
+        apply(conn, [migration(tmp_path, "1.sql", text)])
+
+    assert "Type geography belongs to the extension postgis" in str(caught.value)
