@@ -5,16 +5,21 @@ from __future__ import annotations
 import base64
 import subprocess
 import sys
+import uuid
 
+import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from assay.canaries import registered
 from assay.config import load_config
 from assay.errors import ConfigError, TargetError
 from assay.indexer_probe import (
+    IndexerRun,
     StoredSource,
     judge,
     placeholder_values,
+    read_stored,
     render_command,
     run_indexer,
 )
@@ -410,3 +415,45 @@ def test_judge_never_puts_canary_in_findings(probe):
     assert len(verdict.findings) == len(probe.files) - len(probe.of_kind("ordinary"))
     for planted in probe.files:
         assert planted.canary.value not in text
+
+
+def test_outputs_and_read_sql_searched(tmp_path, probe, shared_postgres_url):
+    secret = next(f for f in probe.files if f.path == ".pypirc")
+    (tmp_path / "index").mkdir()
+    (tmp_path / "index" / "chunks.jsonl").write_text(
+        f'{{"text": "{secret.canary.value}"}}\n'
+    )
+    config = indexer_config(
+        tmp_path,
+        "idx",
+        "  outputs: ['{workdir}/../index']\n"
+        "  read_sql: select {organization_id}::text as org\n",
+    )
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    values = placeholder_values(probe.path, "postgresql://h/db", "org-1", workdir)
+    run = IndexerRun(("idx",), 0, b"indexed 3 files\n", b"", 0.1)
+    name = f"probe_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(shared_postgres_url, autocommit=True) as admin:
+        admin.execute(f"create database {name}")
+    try:
+        dsn = make_conninfo(shared_postgres_url, dbname=name)
+        sources, counts = read_stored(config, dsn, "org-1", values, run)
+    finally:
+        with psycopg.connect(shared_postgres_url, autocommit=True) as admin:
+            admin.execute(f"drop database {name} with (force)")
+
+    names = [source.name for source in sources]
+    verdict = judge(probe, sources)
+    (leak,) = [f for f in verdict.findings if f.level == "error"]
+    assert names == [
+        "indexer.read_sql",
+        "file index/chunks.jsonl",
+        "indexer stdout",
+        "indexer stderr",
+    ]
+    assert counts["read_sql_rows"] == 1
+    assert leak.file == ".pypirc"
+    assert leak.details["found_in"] == [
+        {"source": "file index/chunks.jsonl", "encoding": "raw"}
+    ]
