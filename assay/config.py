@@ -564,6 +564,15 @@ def _check(config: Config) -> None:
                     "Say why the table holds no customer data",
                 )
 
+    app = config.app
+    if app is not None and app.port is not None and not 1 <= app.port <= 65535:
+        raise config.error(
+            ("app", "port"),
+            app.port,
+            "a TCP port must be between 1 and 65535",
+            "Give a free port, or remove app.port to let Assay pick one",
+        )
+
     for name, webhook in config.webhooks.items():
         _check_webhook(config, name, webhook)
 

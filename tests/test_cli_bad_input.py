@@ -238,3 +238,21 @@ def test_run_workers_invalid(project: Path, value: str, message: str):
         f"assay run: error: argument --workers: {message}"
     )
     assert not (project / "reports").exists()
+
+
+# assay.yaml values ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("port", [0, 65536, 99999])
+def test_app_port_out_of_range(project: Path, port: int):
+    (project / "assay.yaml").write_text(
+        f"app:\n  command: serve --port {{port}}\n  port: {port}\n"
+    )
+
+    result = run_assay("run", cwd=project)
+
+    assert result.status == 2
+    assert error_lines(result.stderr) == [
+        f"assay: assay.yaml:3: app.port={port}: a TCP port must be between 1 and "
+        "65535. Give a free port, or remove app.port to let Assay pick one"
+    ]
