@@ -33,6 +33,7 @@ from assay.recorder import (
     NotApplicable,
     Undecided,
 )
+from assay.waivers import WaiverSet, load_waivers, review_waivers
 
 logger = logging.getLogger(__name__)
 
@@ -119,10 +120,8 @@ class AssayRun:
             # Created before xdist starts workers, so they inherit its location.
             self.canary_dir = registry_dir()
 
-    def load_waivers(self):
+    def load_waivers(self) -> WaiverSet:
         """Read waivers.yaml; a malformed file is a usage error (exit status 2)."""
-        from assay.waivers import WaiverSet, load_waivers
-
         try:
             return load_waivers(self.config, known_controls=self.full_catalog.ids())
         except UsageError as exc:
@@ -276,8 +275,6 @@ class AssayRun:
 
     def review_waivers(self, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Fail controls named by expired or unused waivers; list waivers in run info."""
-        from assay.waivers import review_waivers
-
         if not len(self.waivers):
             return results
         results, rows = review_waivers(self.waivers, results)
