@@ -170,11 +170,17 @@ def run_command(args: argparse.Namespace) -> int:
     from assay.catalog import load_catalog
     from assay.config import find_config, load_config
     from assay.evidence import load_evidence
+    from assay.target import check_app_config
+    from assay.waivers import load_waivers
 
     config_file = _config_path(args) or find_config()
     config = load_config(config_file)
     controls = _parse_controls(args.controls)
-    load_catalog(config.catalog_dir()).select(controls)
+    catalog = load_catalog(config.catalog_dir())
+    catalog.select(controls)
+    # Settings read only inside checks are checked now, before PostgreSQL starts.
+    check_app_config(config)
+    load_waivers(config, known_controls=catalog.ids())
     report_dir = (
         Path(args.report_dir)
         if args.report_dir

@@ -256,3 +256,42 @@ def test_app_port_out_of_range(project: Path, port: int):
         f"assay: assay.yaml:3: app.port={port}: a TCP port must be between 1 and "
         "65535. Give a free port, or remove app.port to let Assay pick one"
     ]
+
+
+def test_app_settings_checked_before_start(project: Path):
+    (project / "assay.yaml").write_text(
+        "app:\n  command: serve --port {port}\n  ready_timeout: -5\n"
+    )
+
+    result = run_assay("run", cwd=project)
+
+    assert result.status == 2
+    assert error_lines(result.stderr) == [
+        "assay: assay.yaml:3: app.ready_timeout=-5.0: the timeout must be positive. "
+        "Give the seconds to wait for readiness, e.g. 20"
+    ]
+    # Rejected before pytest started: no check ran and no evidence folder exists.
+    assert result.stdout == ""
+    assert not (project / "reports").exists()
+
+
+def test_bad_waiver_checked_before_start(project: Path):
+    (project / "waivers.yaml").write_text(
+        "waivers:\n"
+        "  - control: TI-66\n"
+        "    scope: {table: public.plans}\n"
+        "    reason: global price list\n"
+        "    approver: security@example.com\n"
+        "    expires: 2999-01-01\n"
+    )
+
+    result = run_assay("run", cwd=project)
+
+    assert result.status == 2
+    assert error_lines(result.stderr) == [
+        "assay: waivers.yaml:2: waivers.0.control='TI-66': unknown control. Known "
+        "controls: DM-1, DM-2, DM-3, OP-1, OP-2, OP-3, TE-1, TE-2, TE-3, TE-4, TI-1, "
+        "TI-2, TI-3, TI-4, TI-5, TI-6, WH-1, WH-2, WH-3"
+    ]
+    assert result.stdout == ""
+    assert not (project / "reports").exists()
