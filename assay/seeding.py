@@ -534,6 +534,7 @@ class Seeder:
     def row_values(self, table: str, label: str, overrides: dict[str, Any]) -> dict[str, Any] | None:
         info = self.tables[table]
         values: dict[str, Any] = {}
+        unset: set[str] = set()
         for fk in info.foreign_keys:
             if all(c in overrides for c in fk.columns):
                 continue
@@ -541,6 +542,8 @@ class Seeder:
             if parent is _MISSING:
                 nullable = all(not info.columns[c].not_null for c in fk.columns)
                 if nullable:
+                    # No parent row (a self reference): the key stays NULL.
+                    unset.update(fk.columns)
                     continue
                 self.errors.setdefault(
                     table,
@@ -556,7 +559,7 @@ class Seeder:
         for name, column in info.columns.items():
             if name in values or name in overrides or column.identity or column.generated:
                 continue
-            if column.has_default:
+            if column.has_default or name in unset:
                 continue
             if not column.not_null and not self.values.can_make(column):
                 continue

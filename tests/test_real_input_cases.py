@@ -655,3 +655,20 @@ def test_live_definer_findings_keep_their_lines(server, tmp_path, request):
     )
     assert lines["public.first_helper"] == first + 1
     assert lines["public.second_helper"] == first + 3
+
+
+def test_self_reference_stays_null(server, tmp_path, request):
+    # A nullable reference to the same table has no parent row yet; a made-up
+    # id there broke the foreign key and left the table unseeded.
+    migration = CHECKED + (
+        "alter table public.team_notes add column reply_to bigint\n"
+        "    references public.team_notes (id);\n"
+    )
+
+    result, _ = seed(
+        server, tmp_path, request, migration, CHECKED_TENANCY, flavor="postgres"
+    )
+
+    assert result.errors == {}
+    assert [row["reply_to"] for row in result.rows["public.team_notes"]["B"]] == [None, None]
+
