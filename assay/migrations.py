@@ -1114,7 +1114,9 @@ def _fix_for(sqlstate: str, message: str) -> str:
     schema = name.split(".", 1)[0] if "." in name else ""
     supabase_fix = (
         "Set database.flavor: supabase in assay.yaml, which creates the Supabase "
-        "roles and the auth schema, or add a setup file that creates it"
+        "roles and the auth schema, or add a setup file that creates it. If the "
+        "flavor is set, Assay's stand-in for Supabase lacks this object: create "
+        "it in a migrations.setup file"
     )
 
     extension_schema = name if sqlstate == "3F000" else schema

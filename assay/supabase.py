@@ -8,7 +8,7 @@ following the init scripts of supabase/postgres and the migrations of supabase/a
   supabase_auth_admin and supabase_storage_admin as object owners;
 - the schemas auth, extensions and storage, with USAGE for the three API roles;
 - uuid-ossp and pgcrypto in schema extensions, when the server has them;
-- auth.users with row level security enabled, and auth.uid(), auth.role(),
+- auth.users and auth.identities with row level security enabled, and auth.uid(), auth.role(),
   auth.email() and auth.jwt() with Supabase's definitions;
 - storage.buckets, storage.objects and the two multipart upload tables with RLS
   enabled, storage.foldername(), storage.filename() and storage.extension();
@@ -22,8 +22,8 @@ following the init scripts of supabase/postgres and the migrations of supabase/a
   Supabase.
 
 Differences from Supabase: supabase_admin is an ordinary NOLOGIN role, not a superuser,
-and no member of authenticator. The auth schema holds only users, not sessions,
-identities or the other GoTrue tables. Roles, role settings and the search_path of the
+and no member of authenticator. The auth schema holds only users and identities, not
+sessions or the other GoTrue tables. Roles, role settings and the search_path of the
 installing role are cluster-wide, so installing into one database changes them for all.
 """
 
@@ -145,6 +145,22 @@ create unique index if not exists users_email_partial_key
   on auth.users (email) where (is_sso_user = false);
 alter table auth.users enable row level security;
 alter table auth.users owner to supabase_auth_admin;
+
+-- Sign-in identities; seed migrations that create a user link one here.
+create table if not exists auth.identities (
+  provider_id text not null,
+  user_id uuid not null references auth.users (id) on delete cascade,
+  identity_data jsonb not null,
+  provider text not null,
+  last_sign_in_at timestamptz,
+  created_at timestamptz,
+  updated_at timestamptz,
+  email text generated always as (lower(identity_data ->> 'email')) stored,
+  id uuid not null default gen_random_uuid() primary key,
+  unique (provider_id, provider)
+);
+alter table auth.identities enable row level security;
+alter table auth.identities owner to supabase_auth_admin;
 
 -- The functions read the claims that PostgREST sets per transaction. The older
 -- request.jwt.claim.* settings win when non-empty. A malformed claims value or a

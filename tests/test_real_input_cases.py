@@ -672,3 +672,20 @@ def test_self_reference_stays_null(server, tmp_path, request):
     assert result.errors == {}
     assert [row["reply_to"] for row in result.rows["public.team_notes"]["B"]] == [None, None]
 
+
+def test_seeded_admin_identity_applies(server, tmp_path, request):
+    # Projects seed an admin user in a migration and link its sign-in identity.
+    migration = PLATFORM + (
+        "insert into auth.users (id, email) values\n"
+        "    ('a0000001-0000-4000-8000-000000000001', 'admin@example.test');\n"
+        "insert into auth.identities (id, user_id, identity_data, provider, provider_id)\n"
+        "values ('a0000001-0000-4000-8000-000000000001',\n"
+        "        'a0000001-0000-4000-8000-000000000001',\n"
+        "        '{\"email\": \"Admin@example.test\"}', 'email',\n"
+        "        'a0000001-0000-4000-8000-000000000001');\n"
+    )
+    config = write_project(tmp_path, migration, PLATFORM_TENANCY, "supabase")
+
+    dsn = migrated_dsn(server, config, request)
+
+    assert fetch(dsn, "select email from auth.identities") == [("admin@example.test",)]
