@@ -348,6 +348,20 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+# A longer mapping or list (a whole misspelt section) is shown as {...} or [...].
+_MAX_VALUE_CHARS = 60
+
+
+class _Elided:
+    """A mapping or list too long for an error message, shown as {...} or [...]."""
+
+    def __init__(self, value: dict | list) -> None:
+        self.text = "{...}" if isinstance(value, dict) else "[...]"
+
+    def __repr__(self) -> str:
+        return self.text
+
+
 class _Builder:
     """Turns located YAML data into the frozen dataclasses, or fails precisely."""
 
@@ -355,6 +369,8 @@ class _Builder:
         self.located = located
 
     def fail(self, path: tuple, value: object, reason: str, fix: str) -> ConfigError:
+        if isinstance(value, (dict, list)) and len(repr(value)) > _MAX_VALUE_CHARS:
+            value = _Elided(value)
         return ConfigError(
             reason,
             file=self.located.file,
@@ -429,16 +445,19 @@ class _Builder:
     def build_dataclass(self, cls: type, value: Any, path: tuple) -> Any:
         if value is None:
             value = {}
-        if not isinstance(value, dict):
-            raise self.fail(
-                path, value, "expected a mapping", f"Write the keys of {cls.__name__}"
-            )
         hints = typing.get_type_hints(cls)
         fields = {
             f.name: f
             for f in dataclasses.fields(cls)
             if not (cls is Config and f.name in _TOP_LEVEL_SKIP)
         }
+        if not isinstance(value, dict):
+            raise self.fail(
+                path,
+                value,
+                "expected a mapping",
+                "Write it as key: value lines with the keys " + ", ".join(fields),
+            )
         for key in value:
             if key not in fields:
                 close = difflib.get_close_matches(key, list(fields), 1, 0.5)

@@ -295,3 +295,31 @@ def test_bad_waiver_checked_before_start(project: Path):
     ]
     assert result.stdout == ""
     assert not (project / "reports").exists()
+
+
+def test_misspelt_section_value_elided(project: Path):
+    (project / "assay.yaml").write_text(
+        "tenancey:\n"
+        "  column: organization_id\n"
+        "  tenant_table: public.organizations\n"
+        "  membership: {table: public.members, user_column: user_id}\n"
+    )
+
+    result = run_assay("lint", cwd=project)
+
+    assert result.status == 2
+    assert error_lines(result.stderr) == [
+        "assay: assay.yaml:1: tenancey={...}: unknown key. Did you mean 'tenancy'?"
+    ]
+
+
+def test_section_not_mapping_lists_keys(project: Path):
+    (project / "assay.yaml").write_text("database: auto\n")
+
+    result = run_assay("lint", cwd=project)
+
+    assert result.status == 2
+    assert error_lines(result.stderr) == [
+        "assay: assay.yaml:1: database='auto': expected a mapping. Write it as "
+        "key: value lines with the keys provider, url, flavor, image, bindir"
+    ]
