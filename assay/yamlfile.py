@@ -82,6 +82,12 @@ def load_yaml(path: Path, *, display: str | None = None) -> LocatedYaml:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("file not found", file=file, fix="Check the path") from None
+    except IsADirectoryError:
+        raise ConfigError(
+            "the path is a folder, not a file",
+            file=file,
+            fix="Give the path of the YAML file itself",
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the file: {exc}", file=file) from None
 
@@ -94,11 +100,18 @@ def load_yaml(path: Path, *, display: str | None = None) -> LocatedYaml:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         problem = exc.problem or exc.context or "invalid YAML"
+        where = "at that line"
+        context_line = exc.context_mark.line + 1 if exc.context_mark else None
+        if exc.problem and exc.context and context_line not in (None, line):
+            # The cause is often where the context starts, e.g. an unclosed quote
+            # that PyYAML reports only at the end of the file.
+            problem = f"{exc.context} that starts at line {context_line}, {problem}"
+            where = f"between lines {context_line} and {line}"
+        fix = f"Fix the syntax {where} (indentation, a missing colon or quote)"
+        if "'\\t'" in problem:
+            fix = "Indent with spaces, because YAML does not allow tabs there"
         raise ConfigError(
-            f"invalid YAML: {problem}",
-            file=file,
-            line=line,
-            fix="Fix the syntax at that line (indentation, a missing colon or quote)",
+            f"invalid YAML: {problem}", file=file, line=line, fix=fix
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", file=file) from None

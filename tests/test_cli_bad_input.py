@@ -323,3 +323,44 @@ def test_section_not_mapping_lists_keys(project: Path):
         "assay: assay.yaml:1: database='auto': expected a mapping. Write it as "
         "key: value lines with the keys provider, url, flavor, image, bindir"
     ]
+
+
+# YAML syntax ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            'database:\n  provider: "auto\nmigrations:\n  path: db\n',
+            "assay.yaml:5: invalid YAML: while scanning a quoted scalar that starts "
+            "at line 2, found unexpected end of stream. Fix the syntax between lines "
+            "2 and 5 (indentation, a missing colon or quote)",
+        ),
+        (
+            "database:\n\tprovider: auto\n",
+            "assay.yaml:2: invalid YAML: found character '\\t' that cannot start any "
+            "token. Indent with spaces, because YAML does not allow tabs there",
+        ),
+        (
+            "database:\n  provider: auto\n---\nmigrations: {}\n",
+            "assay.yaml:3: invalid YAML: expected a single document in the stream "
+            "that starts at line 1, but found another document. Fix the syntax "
+            "between lines 1 and 3 (indentation, a missing colon or quote)",
+        ),
+        (
+            "database\n  provider: auto\n",
+            "assay.yaml:2: invalid YAML: mapping values are not allowed here. Fix "
+            "the syntax at that line (indentation, a missing colon or quote)",
+        ),
+    ],
+    ids=["unclosed-quote", "tab", "two-documents", "missing-colon"],
+)
+def test_yaml_syntax_error_located(project: Path, text: str, message: str):
+    (project / "assay.yaml").write_text(text)
+
+    result = run_assay("lint", cwd=project)
+
+    assert result.status == 2
+    assert error_lines(result.stderr) == [f"assay: {message}"]
+
