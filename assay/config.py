@@ -514,7 +514,10 @@ def find_config(start: Path | None = None) -> Path:
 def load_config(path: Path | None = None) -> Config:
     """Load and validate assay.yaml; every problem raises ConfigError."""
     path = path or find_config()
-    display = os.path.relpath(path) if path.is_absolute() else str(path)
+    display = str(path)
+    if path.is_absolute() and path.is_relative_to(Path.cwd()):
+        # Shorter, and still a path the user can open from where they ran Assay.
+        display = os.path.relpath(path)
     located = load_yaml(path, display=display)
     data = located.data if located.data is not None else {}
     builder = _Builder(located)

@@ -364,3 +364,15 @@ def test_yaml_syntax_error_located(project: Path, text: str, message: str):
     assert result.status == 2
     assert error_lines(result.stderr) == [f"assay: {message}"]
 
+
+def test_config_path_is_folder(project: Path, tmp_path_factory):
+    # Outside the current folder, so the path is printed as given.
+    folder = tmp_path_factory.mktemp("config-folder")
+
+    result = run_assay("run", "--config", str(folder), cwd=project)
+
+    assert result.status == 2
+    assert error_lines(result.stderr) == [
+        f"assay: {folder}: the path is a folder, not a file. Give the path of the "
+        "YAML file itself"
+    ]
