@@ -376,3 +376,30 @@ def test_config_path_is_folder(project: Path, tmp_path_factory):
         f"assay: {folder}: the path is a folder, not a file. Give the path of the "
         "YAML file itself"
     ]
+
+
+# migrations -----------------------------------------------------------------
+
+
+TENANCY_YAML = (
+    "tenancy:\n"
+    "  column: organization_id\n"
+    "  tenant_table: public.organizations\n"
+    "  membership: {table: public.members, user_column: user_id}\n"
+)
+
+
+def test_migrations_path_is_file(project: Path):
+    (project / "init.sql").write_text("create table t (id int);\n")
+    (project / "assay.yaml").write_text(
+        "migrations:\n  path: init.sql\n" + TENANCY_YAML
+    )
+
+    result = run_assay("lint", cwd=project)
+
+    assert result.status == 2
+    assert error_lines(result.stderr) == [
+        f"assay: assay.yaml:2: migrations.path='init.sql': is a file, not a folder "
+        f"({project / 'init.sql'}). Point migrations.path at the folder holding the "
+        ".sql migrations"
+    ]
