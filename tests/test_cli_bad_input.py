@@ -403,3 +403,27 @@ def test_migrations_path_is_file(project: Path):
         f"({project / 'init.sql'}). Point migrations.path at the folder holding the "
         ".sql migrations"
     ]
+
+
+def test_run_tenant_table_not_created(project: Path):
+    copy_acme_migrations(project)
+    (project / "assay.yaml").write_text(
+        "migrations:\n  path: supabase/migrations\n"
+        + TENANCY_YAML.replace("public.organizations", "public.orgs")
+    )
+
+    result = run_assay(
+        "run", "--controls", "TI-3", cwd=project, report_dir=project / "evidence"
+    )
+
+    message = (
+        "assay.yaml:5: tenancy.tenant_table='public.orgs': no migration creates this "
+        "table. Name the table whose primary key is the tenant id"
+    )
+    assert result.status == 2
+    assert error_lines(result.stderr) == [f"assay: {message}"]
+    # The same words as `assay lint`, and no TI-3 finding built on the wrong table.
+    assert result.control("TI-3")["status"] == "error"
+    assert result.control("TI-3")["findings"] == []
+    lint = run_assay("lint", cwd=project)
+    assert error_lines(lint.stderr) == [f"assay: {message}"]
