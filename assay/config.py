@@ -595,6 +595,25 @@ def _check(config: Config) -> None:
             "Give a free port, or remove app.port to let Assay pick one",
         )
 
+    vanta = config.vanta
+    if vanta is not None:
+        # Each limit: the key, its bound, and whether the bound itself is invalid.
+        limits = (
+            ("max_retries", 0, False),
+            ("max_wait_seconds", 0, False),
+            ("timeout_seconds", 0, True),
+        )
+        for key, lowest, exclusive in limits:
+            value = getattr(vanta, key)
+            if value < lowest or (exclusive and value == lowest):
+                expected = f"more than {lowest}" if exclusive else f"{lowest} or more"
+                raise config.error(
+                    ("vanta", key),
+                    value,
+                    f"{key} must be {expected}",
+                    f"Give {key} as a number {expected}, or remove it for the default",
+                )
+
     for name, webhook in config.webhooks.items():
         _check_webhook(config, name, webhook)
 

@@ -427,3 +427,26 @@ def test_run_tenant_table_not_created(project: Path):
     assert result.control("TI-3")["findings"] == []
     lint = run_assay("lint", cwd=project)
     assert error_lines(lint.stderr) == [f"assay: {message}"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("max_retries", "-1", "0 or more"),
+        ("max_wait_seconds", "-5", "0 or more"),
+        ("timeout_seconds", "0", "more than 0"),
+    ],
+)
+def test_vanta_limit_invalid(project: Path, key: str, value: str, expected: str):
+    (project / "assay.yaml").write_text(
+        f"vanta:\n  documents: {{report.html: doc-1}}\n  {key}: {value}\n"
+    )
+
+    result = run_assay("upload", "vanta", "--dry-run", str(project / "run"), cwd=project)
+
+    shown = repr(float(value)) if "seconds" in key else value
+    assert result.status == 2
+    assert error_lines(result.stderr) == [
+        f"assay: assay.yaml:3: vanta.{key}={shown}: {key} must be {expected}. "
+        f"Give {key} as a number {expected}, or remove it for the default"
+    ]
