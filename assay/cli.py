@@ -358,6 +358,19 @@ def _add_controls(parser: argparse.ArgumentParser) -> None:
 # entry -----------------------------------------------------------------------
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(
+            f"invalid level {text!r} (from --log-level or ASSAY_LOG_LEVEL): use one "
+            f"of {', '.join(LOG_LEVELS)}"
+        )
+    return level
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="assay",
@@ -366,8 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"assay {__version__}")
     parser.add_argument(
         "--log-level",
+        type=_log_level,
         default=os.environ.get("ASSAY_LOG_LEVEL", "WARNING"),
-        help="logging level for Assay's own messages (default: WARNING)",
+        help="logging level for Assay's own messages (default: WARNING, or "
+        "ASSAY_LOG_LEVEL)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, add in COMMANDS.items():

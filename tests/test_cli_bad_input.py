@@ -450,3 +450,17 @@ def test_vanta_limit_invalid(project: Path, key: str, value: str, expected: str)
         f"assay: assay.yaml:3: vanta.{key}={shown}: {key} must be {expected}. "
         f"Give {key} as a number {expected}, or remove it for the default"
     ]
+
+
+# global options ---------------------------------------------------------------
+
+
+def test_log_level_unknown(project: Path):
+    result = run_assay("--log-level", "LOUD", "lint", cwd=project)
+
+    assert result.status == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "assay: error: argument --log-level: invalid level 'LOUD' (from --log-level "
+        "or ASSAY_LOG_LEVEL): use one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
+    )
