@@ -24,6 +24,7 @@ from assay import __version__
 from assay.errors import AssayError, ConfigError, UsageError
 
 if TYPE_CHECKING:
+    from assay.catalog import Catalog
     from assay.config import Config
 
 __all__ = ["main"]
@@ -164,6 +165,22 @@ def sigterm_as_interrupt() -> Iterator[list[int]]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _check_attested(config: Config, catalog: Catalog) -> None:
+    """Reject an `attested` entry that names no attested control of the catalog."""
+    attested = [c.id for c in catalog.controls if c.type == "attested"]
+    fix = "Name one of " + ", ".join(attested)
+    if not attested:
+        fix = "The control catalog has no attested control, so remove the entry"
+    for index, entry in enumerate(config.attested):
+        if entry.control not in attested:
+            raise config.error(
+                ("attested", index, "control"),
+                entry.control,
+                "no attested control has this id",
+                fix,
+            )
+
+
 def run_command(args: argparse.Namespace) -> int:
     import pytest
 
@@ -181,6 +198,7 @@ def run_command(args: argparse.Namespace) -> int:
     # Settings read only inside checks are checked now, before PostgreSQL starts.
     check_app_config(config)
     load_waivers(config, known_controls=catalog.ids())
+    _check_attested(config, catalog)
     report_dir = (
         Path(args.report_dir)
         if args.report_dir

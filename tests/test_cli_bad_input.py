@@ -464,3 +464,23 @@ def test_log_level_unknown(project: Path):
         "assay: error: argument --log-level: invalid level 'LOUD' (from --log-level "
         "or ASSAY_LOG_LEVEL): use one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
     )
+
+
+def test_attested_unknown_control(project: Path):
+    (project / "assay.yaml").write_text(
+        "attested:\n"
+        "  - control: OP-9\n"
+        "    file: evidence/op-9.md\n"
+        "    owner: platform@example.com\n"
+        "    max_age_days: 90\n"
+    )
+
+    result = run_assay("run", cwd=project)
+
+    assert result.status == 2
+    assert error_lines(result.stderr) == [
+        "assay: assay.yaml:2: attested.0.control='OP-9': no attested control has "
+        "this id. Name one of OP-1, OP-2, OP-3"
+    ]
+    assert not (project / "reports").exists()
+
