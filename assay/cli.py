@@ -199,6 +199,12 @@ def run_command(args: argparse.Namespace) -> int:
     check_app_config(config)
     load_waivers(config, known_controls=catalog.ids())
     _check_attested(config, catalog)
+    for extra in args.pytest_args:
+        if extra in catalog.ids():
+            raise UsageError(
+                f"{extra} is a control id, but arguments after `run` go to pytest. "
+                f"Select controls with --controls {extra}"
+            )
     report_dir = (
         Path(args.report_dir)
         if args.report_dir

@@ -484,3 +484,13 @@ def test_attested_unknown_control(project: Path):
     ]
     assert not (project / "reports").exists()
 
+
+def test_control_id_as_argument(project: Path):
+    result = run_assay("run", "TI-1", cwd=project)
+
+    assert result.status == 2
+    assert error_lines(result.stderr) == [
+        "assay: TI-1 is a control id, but arguments after `run` go to pytest. "
+        "Select controls with --controls TI-1"
+    ]
+    assert not (project / "reports").exists()
