@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -212,17 +213,23 @@ def run_command(args: argparse.Namespace) -> int:
     )
     prepare_report_dir(report_dir, config, from_option=bool(args.report_dir))
 
-    with sigterm_as_interrupt() as terminated:
-        status = pytest.main(
-            pytest_arguments(
-                config_file,
-                report_dir,
-                controls=controls,
-                workers=args.workers,
-                verbose=args.verbose,
-                extra=args.pytest_args,
+    # pytest keeps its base temporary folder after a run (and xdist always makes
+    # one), so each run gets its own and removes it.
+    basetemp = Path(tempfile.mkdtemp(prefix="assay-pytest-"))
+    try:
+        with sigterm_as_interrupt() as terminated:
+            status = pytest.main(
+                pytest_arguments(
+                    config_file,
+                    report_dir,
+                    controls=controls,
+                    workers=args.workers,
+                    verbose=args.verbose,
+                    extra=["--basetemp", str(basetemp), *args.pytest_args],
+                )
             )
-        )
+    finally:
+        shutil.rmtree(basetemp, ignore_errors=True)
     if status in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
         print(f"assay: pytest stopped with {status.name}", file=sys.stderr)
         return EXIT_USAGE if status == pytest.ExitCode.USAGE_ERROR else EXIT_FAILED

@@ -15,11 +15,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from assay_testing import copy_acme_migrations, run_assay, write_config
 
 
@@ -91,7 +90,9 @@ def read_only_folder(tmp_path: Path):
     chattr = shutil.which("chattr")
     if chattr is None:
         pytest.skip("chattr is not installed, so no folder is read-only for root")
-    marked = subprocess.run([chattr, "+i", str(folder)], capture_output=True, text=True)
+    marked = subprocess.run(
+        [chattr, "+i", str(folder)], capture_output=True, text=True, check=False
+    )
     if marked.returncode != 0:
         pytest.skip(f"chattr +i failed on this file system: {marked.stderr.strip()}")
     try:
@@ -138,7 +139,9 @@ def tagged_processes(tag: str) -> list[str]:
             continue
         try:
             if tag.encode() in (proc / "environ").read_bytes():
-                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+                found.append(
+                    (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                )
         except OSError:
             continue
     return found
@@ -442,7 +445,9 @@ def test_vanta_limit_invalid(project: Path, key: str, value: str, expected: str)
         f"vanta:\n  documents: {{report.html: doc-1}}\n  {key}: {value}\n"
     )
 
-    result = run_assay("upload", "vanta", "--dry-run", str(project / "run"), cwd=project)
+    result = run_assay(
+        "upload", "vanta", "--dry-run", str(project / "run"), cwd=project
+    )
 
     shown = repr(float(value)) if "seconds" in key else value
     assert result.status == 2
@@ -494,3 +499,30 @@ def test_control_id_as_argument(project: Path):
         "Select controls with --controls TI-1"
     ]
     assert not (project / "reports").exists()
+
+
+# leftovers ------------------------------------------------------------------
+
+
+def test_workers_leave_no_temp_folder(
+    project: Path, short_tmp: Path, monkeypatch: pytest.MonkeyPatch
+):
+    copy_acme_migrations(project)
+    (project / "assay.yaml").write_text(
+        "migrations:\n  path: supabase/migrations\n" + TENANCY_YAML
+    )
+    monkeypatch.setenv("TMPDIR", str(short_tmp))
+
+    result = run_assay(
+        "run",
+        "--workers",
+        "2",
+        "--controls",
+        "TI-3",
+        cwd=project,
+        report_dir=project / "evidence",
+    )
+
+    assert result.status == 0, result.stdout + result.stderr
+    assert result.control("TI-3")["status"] == "passed"
+    assert list(short_tmp.iterdir()) == []
