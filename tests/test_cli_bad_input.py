@@ -501,6 +501,26 @@ def test_control_id_as_argument(project: Path):
     assert not (project / "reports").exists()
 
 
+def test_run_membership_table_not_created(project: Path):
+    copy_acme_migrations(project)
+    (project / "assay.yaml").write_text(
+        "migrations:\n  path: supabase/migrations\n"
+        + TENANCY_YAML.replace("public.members", "public.memberz")
+    )
+
+    result = run_assay(
+        "run", "--controls", "TI-3", cwd=project, report_dir=project / "evidence"
+    )
+
+    assert result.status == 2
+    assert error_lines(result.stderr) == [
+        "assay: assay.yaml:6: tenancy.membership.table='public.memberz': no "
+        "migration creates this table. Name the table that says which user "
+        "belongs to which tenant"
+    ]
+    assert result.control("TI-3")["status"] == "error"
+
+
 # leftovers ------------------------------------------------------------------
 
 
