@@ -521,6 +521,29 @@ def test_run_membership_table_not_created(project: Path):
     assert result.control("TI-3")["status"] == "error"
 
 
+# database ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("provider", ["auto", "local"])
+def test_bindir_without_binaries(project: Path, provider: str):
+    copy_acme_migrations(project)
+    (project / "assay.yaml").write_text(
+        f"database:\n  provider: {provider}\n  bindir: /nonexistent/bin\n"
+        "migrations:\n  path: supabase/migrations\n" + TENANCY_YAML
+    )
+
+    result = run_assay(
+        "run", "--controls", "TI-1", cwd=project, report_dir=project / "evidence"
+    )
+
+    assert result.status == 2
+    assert error_lines(result.stderr) == [
+        "assay: assay.yaml:3: database.bindir='/nonexistent/bin': the folder has no "
+        "executable postgres and initdb. Set it to the folder that pg_config "
+        "--bindir prints, or remove it so that Assay searches"
+    ]
+
+
 # leftovers ------------------------------------------------------------------
 
 
