@@ -550,6 +550,14 @@ def _check(config: Config) -> None:
             "provider url needs database.url",
             "Add url: postgresql://USER@HOST/DB or use provider auto",
         )
+    scheme = db.url.split("://", 1)[0] if db.url and "://" in db.url else None
+    if scheme is not None and scheme not in ("postgresql", "postgres"):
+        raise config.error(
+            ("database", "url"),
+            re.sub(r"(://[^/@:]*):[^/@]*@", r"\1:***@", db.url),
+            f"Assay needs PostgreSQL, not a {scheme}:// URL",
+            "Write it as postgresql://USER:PASSWORD@HOST:PORT/DB",
+        )
 
     tenancy = config.tenancy
     if tenancy is not None:

@@ -569,3 +569,19 @@ def test_workers_leave_no_temp_folder(
     assert result.status == 0, result.stdout + result.stderr
     assert result.control("TI-3")["status"] == "passed"
     assert list(short_tmp.iterdir()) == []
+
+
+def test_database_url_not_postgres(project: Path):
+    (project / "assay.yaml").write_text(
+        "database:\n  provider: url\n  url: mysql://app:hunter2@db.internal/app\n"
+    )
+
+    result = run_assay("lint", cwd=project)
+
+    assert result.status == 2
+    assert error_lines(result.stderr) == [
+        "assay: assay.yaml:3: database.url='mysql://app:***@db.internal/app': Assay "
+        "needs PostgreSQL, not a mysql:// URL. Write it as "
+        "postgresql://USER:PASSWORD@HOST:PORT/DB"
+    ]
+    assert "hunter2" not in result.stderr
