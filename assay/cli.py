@@ -110,7 +110,7 @@ def pytest_arguments(
 
 
 def prepare_report_dir(folder: Path, config: Config, *, from_option: bool) -> None:
-    """Create the evidence folder and write a probe file in it, before any check runs.
+    """Create the evidence folder, check it is empty and writable, before any check.
 
     A folder that cannot be written would otherwise fail only after the whole run,
     in pytest's JUnit writer, with a traceback and no evidence.
@@ -140,6 +140,19 @@ def prepare_report_dir(folder: Path, config: Config, *, from_option: bool) -> No
             "Point evidence.report_dir at a folder Assay can write, or pass "
             "--report-dir",
         ) from None
+
+    # The manifest signs every file in the folder, so a file left by an earlier
+    # run or by hand would be signed as part of this run.
+    present = sorted(path.name for path in folder.iterdir())
+    if present:
+        shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
+        raise ConfigError(
+            f"the folder is not empty ({shown}), and the manifest would sign those "
+            "files as evidence of this run",
+            key="--report-dir" if from_option else "evidence.report_dir",
+            value=str(folder),
+            fix="Pass a new or empty folder, or remove the old evidence first",
+        )
 
 
 @contextmanager

@@ -82,6 +82,26 @@ def test_config_report_dir_is_file(project: Path):
     )
 
 
+def test_report_dir_not_empty(project: Path):
+    target = project / "evidence"
+    target.mkdir()
+    (target / "evidence.json").write_text("{}\n")
+    (target / "notes.txt").write_text("left by hand\n")
+
+    result = run_assay("run", "--report-dir", str(target), cwd=project)
+
+    assert result.status == 2
+    assert error_lines(result.stderr) == [
+        f"assay: --report-dir={str(target)!r}: the folder is not empty (evidence.json, "
+        "notes.txt), and the manifest would sign those files as evidence of this "
+        "run. Pass a new or empty folder, or remove the old evidence first"
+    ]
+    assert sorted(path.name for path in target.iterdir()) == [
+        "evidence.json",
+        "notes.txt",
+    ]
+
+
 @pytest.fixture
 def read_only_folder(tmp_path: Path):
     """A folder that no user can write, root included (chattr +i)."""
