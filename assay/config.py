@@ -348,7 +348,7 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-# A longer mapping or list (a whole misspelt section) is shown as {...} or [...].
+# Longest repr of a mapping or list value that an error message shows in full.
 _MAX_VALUE_CHARS = 60
 
 
