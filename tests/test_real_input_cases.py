@@ -336,7 +336,7 @@ def test_ungranted_commands_need_no_policy(server, tmp_path, request):
         for f in findings
         if f.rule == "command-without-policy"
     }
-    # UPDATE is granted on one column, so it still needs a policy; INSERT and
+    # UPDATE is granted on one column, so it still needs a policy. INSERT and
     # DELETE are not granted at all, and SELECT has its policy.
     assert missing == {("app.items", "UPDATE")}
 
