@@ -663,6 +663,20 @@ class _Analyser:
             ):
                 if isinstance(other, exp.Boolean) and other.this:
                     return recurse(side)
+                # A helper's result for the caller and the row, such as
+                # role_in(workspace_id, auth.uid()) = 'admin', is non-NULL only
+                # when the helper binds them, so equality to a constant binds
+                # as the call does.
+                if _is_helper_call(side) and _is_constant(other):
+                    return recurse(side)
+        if (
+            isinstance(node, exp.In)
+            and node.args.get("query") is None
+            and _is_helper_call(node.this)
+            and node.expressions
+            and all(_is_constant(value) for value in node.expressions)
+        ):
+            return recurse(node.this)
 
         if isinstance(node, exp.Exists):
             return self._bound_exists(node, row_test, top_level=top_level)
@@ -814,10 +828,16 @@ class _Analyser:
             if isinstance(call, exp.Anonymous)
             else list(call.iter_expressions())
         )
+        summaries = [self._summary(argument, row_test) for argument in arguments]
         row_positions = [
+            position for position, summary in enumerate(summaries) if summary.row
+        ]
+        # The caller may come in as an argument, has_access(workspace_id,
+        # auth.uid()), instead of being read inside the helper's body.
+        session_positions = [
             position
-            for position, argument in enumerate(arguments)
-            if self._summary(argument, row_test).row
+            for position, summary in enumerate(summaries)
+            if summary.session and not summary.row and not summary.tainted
         ]
         if _session_reference(name, node) is not None or _is_built_in(node, name):
             return _Verdict(False, [[node]])
@@ -833,7 +853,10 @@ class _Analyser:
                     ],
                 )
             return _Verdict(False, [[node]])
-        if facts.user_metadata or not facts.session:
+        passes_session = any(
+            self._helper_uses_argument(name, position) for position in session_positions
+        )
+        if facts.user_metadata or not (facts.session or passes_session):
             return _Verdict(False, [[node]])
         if any(
             self._helper_uses_argument(name, position) for position in row_positions
@@ -844,6 +867,33 @@ class _Analyser:
 
 # ---------------------------------------------------------------------------
 # sqlglot helpers
+
+
+def _unwrapped(node: exp.Expression) -> exp.Expression:
+    while isinstance(node, (exp.Paren, exp.Cast, exp.TryCast)):
+        node = node.this
+    return node
+
+
+def _is_helper_call(node: exp.Expression) -> bool:
+    """Return whether `node` calls a user-defined function, not a session value."""
+    node = _unwrapped(node)
+    name = _function_name(node)
+    return (
+        name is not None
+        and _session_reference(name, node) is None
+        and not _is_built_in(node, name)
+    )
+
+
+def _is_constant(node: exp.Expression) -> bool:
+    """Return whether `node` is a non-NULL literal, or an array or ANY of them."""
+    node = _unwrapped(node)
+    if isinstance(node, exp.Any):
+        return _is_constant(node.this)
+    if isinstance(node, (exp.Array, exp.Tuple)):
+        return bool(node.expressions) and all(_is_constant(e) for e in node.expressions)
+    return isinstance(node, exp.Literal)
 
 
 def _sql(node: exp.Expression) -> str:

@@ -490,3 +490,64 @@ def test_arbitrary_text_never_raises(text):
 
     assert result.text == text
     assert result.scoped in (True, False, None)
+
+
+
+# The caller's identity passed to a helper as an argument, as in
+# can_access(workspace_id, auth.uid()), reaches the helper's comparison.
+PASSED_CALLER = {
+    "public.can_access": FunctionInfo(
+        "public.can_access",
+        "sql",
+        "select exists (select 1 from public.members m\n"
+        "  where m.organization_id = org and m.user_id = who)",
+        ("org", "who"),
+    ),
+    "public.role_in": FunctionInfo(
+        "public.role_in",
+        "sql",
+        "select role from public.members m\n"
+        "  where m.organization_id = org and m.user_id = who",
+        ("org", "who"),
+    ),
+    "public.any_member": FunctionInfo(
+        "public.any_member",
+        "sql",
+        "select exists (select 1 from public.members m where m.organization_id = org)",
+        ("org", "who"),
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "can_access(organization_id, auth.uid())",
+        "public.can_access(organization_id, (select auth.uid()))",
+        "can_access(organization_id, current_setting('app.user_id')::uuid)",
+        "role_in(organization_id, auth.uid()) = 'admin'",
+        "role_in(organization_id, auth.uid()) IN ('owner', 'admin')",
+        "role_in(organization_id, auth.uid()) = ANY (ARRAY['owner'::role, 'admin'::role])",
+    ],
+)
+def test_caller_passed_to_helper_is_scoped(text):
+    result = analyse(text, table="public.docs", columns=COLUMNS, functions=PASSED_CALLER)
+
+    assert result.scoped is True, result.reasons
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "any_member(organization_id, auth.uid())",
+        "can_access(organization_id, user_id)",
+        "can_access(organization_id, (auth.jwt() -> 'user_metadata' ->> 'id')::uuid)",
+        "role_in(organization_id, auth.uid()) <> 'admin'",
+        "role_in(organization_id, auth.uid()) IS NULL",
+        "role_in(organization_id, user_id) = 'admin'",
+    ],
+)
+def test_caller_argument_unused_is_not_scoped(text):
+    result = analyse(text, table="public.docs", columns=COLUMNS, functions=PASSED_CALLER)
+
+    assert result.scoped is not True, result.reasons
