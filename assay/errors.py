@@ -69,7 +69,10 @@ class ConfigError(UsageError):
         if self.file:
             where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
         what = ""
-        if self.key is not None:
+        if self.key is not None and self.value is None:
+            # A missing key has no value worth printing as "=None".
+            what = f"{self.key}: "
+        elif self.key is not None:
             what = f"{self.key}={self.value!r}: "
         text = f"{where}{what}{self.reason}"
         if self.fix:

@@ -45,6 +45,14 @@ def lint(config: Config, *, controls: list[str] | None = None) -> list[Finding]:
             "no migration creates this table",
             "Name the table whose primary key is the tenant id",
         )
+    membership = scope.membership_table
+    if membership is not None and model.table(membership) is None:
+        raise config.error(
+            ("tenancy", "membership", "table"),
+            membership,
+            "no migration creates this table",
+            "Name the table that links users to tenants, or give tenancy.seed_sql",
+        )
 
     findings: list[Finding] = []
     if "TI-1" in wanted:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from collections import defaultdict
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from assay.canaries import ENV as CANARY_ENV
 from assay.canaries import encodings, find_canaries, registered, registry_dir
 from assay.catalog import Catalog, load_catalog
 from assay.config import Config, load_config
@@ -118,6 +120,9 @@ class AssayRun:
         )
         if not self.is_worker:
             # Created before xdist starts workers, so they inherit its location.
+            # A folder named by the caller (an outer run or a test) is theirs
+            # to remove; one this run creates is removed at its end.
+            self.owns_canary_dir = not os.environ.get(CANARY_ENV)
             self.canary_dir = registry_dir()
 
     def load_waivers(self) -> WaiverSet:
@@ -316,7 +321,9 @@ class AssayRun:
             self.scan_for_canaries()
             # Signed last, so the manifest covers the files as the canary scan left them.
             sign_run_folder(self.report_dir, signer)
-        shutil.rmtree(self.canary_dir, ignore_errors=True)
+        if self.owns_canary_dir:
+            shutil.rmtree(self.canary_dir, ignore_errors=True)
+            os.environ.pop(CANARY_ENV, None)
         session.config.stash[RESULTS_KEY] = {
             "results": self.results,
             "usage_errors": self.usage_errors,

@@ -20,3 +20,22 @@ def shared_postgres_url() -> Iterator[str]:
 
     with provision(DatabaseSettings(provider="local")) as server:
         yield server.dsn("postgres")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def canary_registry(tmp_path_factory) -> Iterator[None]:
+    """Keep canaries planted by in-process tests in a folder removed afterwards."""
+    import os
+    import shutil
+
+    folder = tmp_path_factory.mktemp("canaries")
+    previous = os.environ.get("ASSAY_CANARY_DIR")
+    os.environ["ASSAY_CANARY_DIR"] = str(folder)
+    try:
+        yield
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        if previous is None:
+            os.environ.pop("ASSAY_CANARY_DIR", None)
+        else:
+            os.environ["ASSAY_CANARY_DIR"] = previous

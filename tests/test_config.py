@@ -63,7 +63,7 @@ def test_config_is_frozen(tmp_path):
         ),
         (
             "tenancy:\n  exempt:\n    - {table: public.x}\n",
-            ":3: tenancy.exempt.0.reason=None: missing required key",
+            ":3: tenancy.exempt.0.reason: missing required key",
         ),
         (
             "tenancy:\n  tenant_table: organizations\n",
