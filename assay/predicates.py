@@ -195,8 +195,34 @@ def analyse(
             ),
         )
 
+    _flatten_parenthesized_joins(tree)
     analyser = _Analyser(table, columns, functions or {}, tables or {})
     return analyser.run(text, tree)
+
+
+def _flatten_parenthesized_joins(tree: exp.Expression) -> None:
+    """Rewrite ``FROM (a JOIN b ON c)`` as ``FROM a JOIN b ON c``, in place.
+
+    PostgreSQL's deparser (pg_get_expr, so the live catalog) wraps joins in
+    parentheses, and sqlglot reads those as a subquery that hides the tables
+    and the ON conditions from the analysis.
+    """
+    for subquery in list(tree.find_all(exp.Subquery)):
+        inner = subquery.this
+        if not isinstance(inner, exp.Table) or not inner.args.get("joins"):
+            continue
+        holder = subquery.parent
+        select = holder.parent if holder is not None else None
+        if not isinstance(holder, (exp.From, exp.Join)) or not isinstance(
+            select, exp.Select
+        ):
+            continue
+        nested = list(inner.args["joins"])
+        inner.set("joins", None)
+        subquery.replace(inner)
+        joins = list(select.args.get("joins") or [])
+        position = joins.index(holder) + 1 if isinstance(holder, exp.Join) else 0
+        select.set("joins", joins[:position] + nested + joins[position:])
 
 
 def _parse_message(error: Exception) -> str:

@@ -551,3 +551,38 @@ def test_caller_argument_unused_is_not_scoped(text):
     result = analyse(text, table="public.docs", columns=COLUMNS, functions=PASSED_CALLER)
 
     assert result.scoped is not True, result.reasons
+
+
+
+def test_parenthesized_join_as_deparsed():
+    # pg_get_expr wraps a subquery's joins in parentheses.
+    text = (
+        "EXISTS ( SELECT 1\n   FROM (projects p\n     JOIN members m ON "
+        "(((m.organization_id = p.organization_id) AND (m.user_id = auth.uid()))))\n"
+        "  WHERE (p.id = docs.project_id))"
+    )
+
+    result = analyse(
+        text,
+        table="public.docs",
+        columns=[*COLUMNS, "project_id"],
+        tables={"projects": ["id", "organization_id"], "members": ["organization_id", "user_id"]},
+    )
+
+    assert result.scoped is True, result.reasons
+
+
+def test_parenthesized_join_without_row_is_not_scoped():
+    text = (
+        "EXISTS ( SELECT 1\n   FROM (projects p\n     JOIN members m ON "
+        "(((m.organization_id = p.organization_id) AND (m.user_id = auth.uid())))))"
+    )
+
+    result = analyse(
+        text,
+        table="public.docs",
+        columns=[*COLUMNS, "project_id"],
+        tables={"projects": ["id", "organization_id"], "members": ["organization_id", "user_id"]},
+    )
+
+    assert result.scoped is False, result.reasons
