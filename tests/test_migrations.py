@@ -712,7 +712,23 @@ def test_apply_file_with_own_transaction(tmp_path, conn):
     assert count == (2,)
 
 
-def test_apply_failure_names_file_line_and_fix(tmp_path, conn):
+@pytest.fixture(scope="module")
+def bare_cluster_conn():
+    """A connection to a cluster of its own, where no Supabase role exists.
+
+    Roles are cluster-wide, and other tests create anon on the shared server.
+    """
+    import psycopg
+
+    from assay.postgres import DatabaseSettings, provision
+
+    with provision(DatabaseSettings(provider="local")) as server:
+        with psycopg.connect(server.dsn("postgres"), autocommit=True) as connection:
+            yield connection
+
+
+def test_apply_failure_names_file_line_and_fix(tmp_path, bare_cluster_conn):
+    conn = bare_cluster_conn
     good = migration(tmp_path, "1.sql", "create table kept (a int);")
     bad = migration(
         tmp_path,
