@@ -1,14 +1,16 @@
 """The live cross-tenant attack: TI-4 probes and TI-5 definer probes.
 
-Each probe runs in its own transaction on one reused connection: act as a
-caller, run one statement (writes carry no RETURNING, because RETURNING
-needs SELECT rights on the new row and would turn a successful write into
-a permission error), switch back to the superuser inside the same
-transaction to see what the statement did to rows the caller does not own,
-then roll back. Reading another tenant's rows, writing a row into another
-tenant, moving a row there, or touching its rows is a leak. A permission
-error (SQLSTATE 42501) is the expected denial; any other error is an error
-result, never a pass.
+Each probe runs in its own transaction on one reused connection. It acts
+as a caller and runs one statement. Then it switches back to the superuser
+inside the same transaction to see what the statement did to rows the
+caller does not own, and rolls back. Writes carry no RETURNING, because
+RETURNING needs SELECT rights on the new row and would turn a successful
+write into a permission error.
+
+Reading another tenant's rows, writing a row into another tenant, moving a
+row there, or touching its rows is a leak. A permission error (SQLSTATE
+42501) is the expected denial. Any other error is an error result, never a
+pass.
 
 Hypothesis searches WHERE-clause shapes per table and operation and shrinks a
 leak to the smallest statement that shows it.
