@@ -402,7 +402,7 @@ def test_null_document_id(target, folder, public_key, capsys):
     _, err = capsys.readouterr()
 
     assert status == 2
-    assert "vanta.documents.report.html=None: expected a string" in err
+    assert "vanta.documents.report.html: expected a string" in err
 
 
 def test_document_file_not_in_folder(target, folder, public_key, capsys):
