@@ -328,6 +328,40 @@ def _any_of(verdicts: Sequence[_Verdict]) -> _Verdict:
 RowTest = Callable[[exp.Column], bool]
 
 
+# Lower-cased copies of the function and table maps, by the map's identity.
+# One schema's maps are passed for every policy of a lint run, and lowering
+# thousands of tables per policy made lint quadratic in the schema's size.
+_NORMALISED: dict[int, tuple[object, dict]] = {}
+_NORMALISED_LIMIT = 8
+
+
+def _lower_functions(functions: FunctionMap) -> dict:
+    return {
+        name.lower(): (info,) if isinstance(info, FunctionInfo) else tuple(info)
+        for name, info in functions.items()
+    }
+
+
+def _lower_tables(tables: Mapping[str, Collection[str]]) -> dict:
+    return {name.lower(): {c.lower() for c in cols} for name, cols in tables.items()}
+
+
+def _normalised(mapping, build) -> dict:
+    """Return `build(mapping)`, reusing the result while the same map is passed.
+
+    NOTE: a map changed in place after its first use keeps its old copy.
+    """
+    cached = _NORMALISED.get(id(mapping))
+    if cached is not None and cached[0] is mapping:
+        return cached[1]
+    result = build(mapping)
+    if len(_NORMALISED) >= _NORMALISED_LIMIT:
+        _NORMALISED.clear()
+    # The map itself is kept, so its id cannot be reused while cached.
+    _NORMALISED[id(mapping)] = (mapping, result)
+    return result
+
+
 class _Analyser:
     def __init__(
         self,
@@ -339,13 +373,8 @@ class _Analyser:
         self.table = table.lower()
         self.table_short = self.table.rsplit(".", 1)[-1]
         self.columns = {column.lower() for column in columns}
-        self.functions = {
-            name.lower(): (info,) if isinstance(info, FunctionInfo) else tuple(info)
-            for name, info in functions.items()
-        }
-        self.tables = {
-            name.lower(): {c.lower() for c in cols} for name, cols in tables.items()
-        }
+        self.functions = _normalised(functions, _lower_functions)
+        self.tables = _normalised(tables, _lower_tables)
         self.helper_cache: dict[str, _HelperFacts] = {}
         self.metadata_reasons: list[str] = []
 
