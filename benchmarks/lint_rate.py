@@ -424,7 +424,7 @@ def breakdown(figures: dict) -> str:
     )
 
 
-def report(figures: dict, files: int) -> str:
+def report(header: list[str], figures: dict, files: int) -> str:
     statements = figures["statements"]
     bare = rate(statements, figures["bare"])
     lint = rate(statements, figures["lint"])
@@ -442,7 +442,7 @@ def report(figures: dict, files: int) -> str:
             f"| {statements / median / bare:.2f} | {runs} |"
         )
 
-    lines = machine_lines() + [
+    lines = header + [
         "- load before each repeat; others during it: "
         + " | ".join(figures["conditions"]),
         f"- corpus: {figures['files']} generated migration files, {statements:,}"
@@ -489,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", action="store_true", help="profile one lint with cProfile"
     )
     args = parser.parse_args(argv)
+    # Taken before measuring, so the date and commit are those of the figures.
+    header = machine_lines()
     heading = HEADING
     if args.quick:
         args.files, args.repeat, args.quiet_timeout = 20, 1, 0.0
@@ -498,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
         config = generate_corpus(Path(folder), args.files)
         figures = measure(config, args.repeat, args.quiet_timeout, args.profile)
 
-    body = report(figures, args.files)
+    body = report(header, figures, args.files)
     write_section(args.results, heading, body)
     print(f"## {heading}\n\n{body}")
     return 0

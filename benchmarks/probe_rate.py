@@ -430,6 +430,7 @@ def verdict_lines(
 
 
 def report(
+    header: list[str],
     attack: AttackFigures,
     rates: list[Rate],
     table: str,
@@ -438,7 +439,7 @@ def report(
 ) -> str:
     select = attack.by_operation.get("SELECT", [])
     select_rate = len(select) / sum(select) if select else 0.0
-    lines = machine_lines() + [
+    lines = header + [
         f"- pgbench transaction on `{table}`, {seconds} s per run: "
         + "; ".join(f"`{c}`" for c in commands),
         f"- reference target: `assay.yaml` at the repository root, a throwaway local"
@@ -487,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
         help="times a measurement is retaken while other processes keep the CPUs busy",
     )
     args = parser.parse_args(argv)
+    # Taken before measuring, so the date and commit are those of the figures.
+    header = machine_lines()
     heading = HEADING
     if args.quick:
         args.seconds, args.quiet_timeout, args.attempts = 1, 0.0, 1
@@ -545,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
 
-    body = report(attack, rates, args.table, args.seconds, commands)
+    body = report(header, attack, rates, args.table, args.seconds, commands)
     write_section(args.results, heading, body)
     print(f"## {heading}\n\n{body}")
     return 0

@@ -256,13 +256,13 @@ def shown_command(command: list[str]) -> str:
     return shlex.join(["assay", *command[1:-2], "--report-dir", "TMP"])
 
 
-def report(groups: dict[str, list[RunResult]]) -> str:
+def report(header: list[str], groups: dict[str, list[RunResult]]) -> str:
     commands = [
         f"- {label}: `{shown_command(results[0].command)}`"
         for label, results in groups.items()
     ]
     lines = (
-        machine_lines()
+        header
         + commands
         + [
             "- each run is a fresh process that provisions its database as the config"
@@ -304,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         help="times a run is repeated while other processes keep the CPUs busy",
     )
     args = parser.parse_args(argv)
+    # Taken before measuring, so the date and commit are those of the figures.
+    header = machine_lines()
     config = args.config.resolve()
 
     heading = HEADING
@@ -325,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         for label, controls in plan.items()
     }
-    body = report(groups)
+    body = report(header, groups)
     write_section(args.results, heading, body)
     print(f"## {heading}\n\n{body}")
     return 0
