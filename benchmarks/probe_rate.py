@@ -58,6 +58,7 @@ TARGET_RATIO = 0.5
 DEFAULT_PGBENCH = Path("/usr/lib/postgresql/15/bin/pgbench")
 # (clients, query protocol): the first is the match for Attack's one connection.
 PGBENCH_RUNS = ((1, "simple"), (2, "simple"), (1, "extended"))
+REFERENCE = "pgbench -c 1 -M simple"
 PGBENCH_TPS = re.compile(
     r"^tps = ([\d.]+) \(without initial connection time\)", re.MULTILINE
 )
@@ -109,6 +110,36 @@ def busy(figure: AttackFigures | Rate) -> float:
 
 def conditions(figure: AttackFigures | Rate) -> str:
     return f"{figure.load}; {figure.others}"
+
+
+@dataclass
+class Round:
+    """One attack pass and the pgbench and driver rates measured right after it."""
+
+    attack: AttackFigures
+    rates: list[Rate]
+
+    @property
+    def select_rate(self) -> float:
+        """SELECT probes per second, timed around ``Attack.run``."""
+        select = self.attack.by_operation.get("SELECT", [])
+        return len(select) / sum(select) if select else 0.0
+
+    @property
+    def all_rate(self) -> float:
+        return self.attack.probes / self.attack.probe_seconds
+
+    @property
+    def wall_rate(self) -> float:
+        return self.attack.probes / self.attack.wall_seconds
+
+    def rate(self, label: str) -> Rate:
+        return next(rate for rate in self.rates if rate.label == label)
+
+    @property
+    def matched_ratio(self) -> float:
+        """Assay's SELECT probe rate over pgbench's with 1 client, simple protocol."""
+        return self.select_rate / self.rate(REFERENCE).per_second
 
 
 # Target database ----------------------------------------------------------------------
@@ -351,7 +382,7 @@ def find_pgbench(path: Path) -> Path:
 
 
 def table_lines(attack: AttackFigures) -> list[str]:
-    """Return the per-table and per-operation tables of one attack pass."""
+    """Return the per-table table of one attack pass."""
     lines = [
         "| table | probes | probe s | wall s (with Hypothesis) |",
         "| --- | --- | --- | --- |",
@@ -361,103 +392,171 @@ def table_lines(attack: AttackFigures) -> list[str]:
             f"| `{figures.table}` | {figures.probes} | {figures.probe_seconds:.3f}"
             f" | {figures.wall_seconds:.3f} |"
         )
-    lines += [
+    lines.append(
         f"| total | {attack.probes} | {attack.probe_seconds:.3f}"
-        f" | {attack.wall_seconds:.3f} |",
-        "",
-        "| operation | probes | median ms per probe |",
-        "| --- | --- | --- |",
-    ]
-    for operation, times in sorted(attack.by_operation.items()):
-        lines.append(
-            f"| {operation} | {len(times)} | {statistics.median(times) * 1000:.2f} |"
-        )
+        f" | {attack.wall_seconds:.3f} |"
+    )
     return lines
 
 
-def rate_lines(
-    attack: AttackFigures, rates: list[Rate], select_rate: float
-) -> list[str]:
-    """Return the table of every rate, each next to the machine's load."""
-    all_rate = attack.probes / attack.probe_seconds
-    wall_rate = attack.probes / attack.wall_seconds
-    assay_rows = [
-        ("Assay SELECT probes (`Attack.run` wall time)", select_rate, "1.00"),
-        ("Assay, all probes (`Attack.probes / Attack.seconds`)", all_rate, "-"),
-        ("Assay, all probes over `attack_table` wall time", wall_rate, "-"),
-    ]
+def operation_lines(rounds: list[Round]) -> list[str]:
+    """Return the median time of a probe per operation, over every round."""
+    times: dict[str, list[float]] = defaultdict(list)
+    for round_ in rounds:
+        for operation, seconds in round_.attack.by_operation.items():
+            times[operation] += seconds
+    lines = ["| operation | probes | median ms per probe |", "| --- | --- | --- |"]
+    for operation, seconds in sorted(times.items()):
+        median = statistics.median(seconds) * 1000
+        lines.append(f"| {operation} | {len(seconds)} | {median:.2f} |")
+    return lines
+
+
+def rate_lines(rounds: list[Round]) -> list[str]:
+    """Return every rate as its median over rounds, with each round's value."""
+    series: dict[str, list[float]] = {
+        "Assay SELECT probes (`Attack.run` wall time)": [r.select_rate for r in rounds],
+        "Assay, all probes (`Attack.probes / Attack.seconds`)": [
+            r.all_rate for r in rounds
+        ],
+        "Assay, all probes over `attack_table` wall time": [
+            r.wall_rate for r in rounds
+        ],
+    }
+    ratios: dict[str, list[float]] = {}
+    for rate in rounds[0].rates:
+        label = rate.label
+        series[label] = [r.rate(label).per_second for r in rounds]
+        ratios[label] = [r.select_rate / r.rate(label).per_second for r in rounds]
+
     lines = [
-        "| rate | per second | Assay SELECT probes / this | load before; others during |",
+        "| rate | median per second | each round | Assay SELECT probes / this"
+        " (median of rounds) |",
         "| --- | --- | --- | --- |",
     ]
-    for label, per_second, ratio in assay_rows:
+    for label, values in series.items():
+        ratio = f"{statistics.median(ratios[label]):.2f}" if label in ratios else "-"
+        each = ", ".join(f"{value:,.0f}" for value in values)
         lines.append(
-            f"| {label} | {per_second:,.0f} | {ratio} | {conditions(attack)} |"
-        )
-    for rate in rates:
-        ratio = select_rate / rate.per_second if rate.per_second else 0.0
-        lines.append(
-            f"| {rate.label} | {rate.per_second:,.0f} | {ratio:.2f}"
-            f" | {conditions(rate)} |"
+            f"| {label} | {statistics.median(values):,.0f} | {each} | {ratio} |"
         )
     return lines
 
 
-def verdict_lines(
-    attack: AttackFigures, rates: list[Rate], select_rate: float
-) -> list[str]:
-    """Return the sentence that compares Assay with pgbench at one connection."""
-    reference = next(r for r in rates if r.label == "pgbench -c 1 -M simple")
-    matched = select_rate / reference.per_second
-    all_rate = attack.probes / attack.probe_seconds
+def condition_lines(rounds: list[Round]) -> list[str]:
+    """Return the load before and the others' CPU during each round's figures."""
+    lines = []
+    for number, round_ in enumerate(rounds, 1):
+        figures = [("attack", round_.attack)] + [(r.label, r) for r in round_.rates]
+        shown = "; ".join(f"{label}: {conditions(f)}" for label, f in figures)
+        lines.append(f"- round {number}: {shown}")
+    return lines
+
+
+def verdict_lines(rounds: list[Round]) -> list[str]:
+    """Return the sentences that compare Assay with pgbench at one connection."""
+    ratios = [r.matched_ratio for r in rounds]
+    matched = statistics.median(ratios)
+    all_ratio = statistics.median(
+        r.all_rate / r.rate(REFERENCE).per_second for r in rounds
+    )
     verdict = "meets" if matched >= TARGET_RATIO else "MISSES"
+    each = ", ".join(f"{ratio:.2f}" for ratio in ratios)
     lines = [
         f"Target: Assay at least {TARGET_RATIO} of pgbench at matched connections."
-        f" `Attack` uses one connection, so the match is pgbench with 1 client:"
-        f" SELECT probes run at {matched:.2f} of it, which **{verdict}** the target."
-        f" Over every probe, writes included (which add a baseline count, `reset"
-        f" role` and two counts), Assay runs at {all_rate / reference.per_second:.2f}.",
+        f" `Attack` uses one connection, so the match is pgbench with 1 client."
+        f" SELECT probes run at a median {matched:.2f} of it (rounds: {each}), which"
+        f" **{verdict}** the target. Over every probe, writes included (which add a"
+        f" baseline count, `reset role` and two counts), Assay runs at"
+        f" {all_ratio:.2f}.",
     ]
-    noisy = max(busy(attack), busy(reference))
+    noisy = max(max(busy(r.attack), busy(r.rate(REFERENCE))) for r in rounds)
     if noisy > QUIET_BUSY_PERCENT:
         lines += [
             "",
-            f"NOTE: other processes used up to {noisy:.0f}% of the CPUs around these"
-            " two figures, so the ratio is not reliable. Measure again on a quiet"
-            " machine.",
+            f"NOTE: other processes used up to {noisy:.0f}% of the CPUs around the"
+            " compared figures, so the ratio is not reliable. Measure again on a"
+            " quiet machine.",
         ]
     return lines
 
 
 def report(
     header: list[str],
-    attack: AttackFigures,
-    rates: list[Rate],
+    rounds: list[Round],
     table: str,
     seconds: int,
     commands: list[str],
 ) -> str:
-    select = attack.by_operation.get("SELECT", [])
-    select_rate = len(select) / sum(select) if select else 0.0
+    middle = sorted(rounds, key=lambda r: r.matched_ratio)[len(rounds) // 2]
     lines = header + [
         f"- pgbench transaction on `{table}`, {seconds} s per run: "
         + "; ".join(f"`{c}`" for c in commands),
         f"- reference target: `assay.yaml` at the repository root, a throwaway local"
-        f" cluster; {len(attack.tables)} customer tables attacked",
+        f" cluster; {len(middle.attack.tables)} customer tables attacked;"
+        f" {len(rounds)} round(s), each an attack pass followed by every rate",
+        "",
+        "Probes per table in the median round:",
         "",
     ]
-    lines += table_lines(attack) + [""]
-    lines += rate_lines(attack, rates, select_rate) + [""]
-    lines += verdict_lines(attack, rates, select_rate)
-    if attack.profile:
+    lines += table_lines(middle.attack) + [""]
+    lines += operation_lines(rounds) + [""]
+    lines += rate_lines(rounds) + [""]
+    lines += ["Load before each figure; CPU other processes used during it:", ""]
+    lines += condition_lines(rounds) + [""]
+    lines += verdict_lines(rounds)
+    if rounds[0].attack.profile:
         lines += [
             "",
             "Profile of a separate, untimed pass of `attack_table` over every table"
             " (cProfile):",
             "",
         ]
-        lines += attack.profile
+        lines += rounds[0].attack.profile
     return "\n".join(lines)
+
+
+def measure_round(
+    args: argparse.Namespace,
+    pgbench: Path,
+    target: tuple[Any, str, Any, list[str]],
+    become: list[tuple[str, list]],
+    script: Path,
+) -> Round:
+    """Measure one attack pass, then pgbench and the driver loops, in that order."""
+    config, dsn, seed, tables = target
+    attack = quietest(
+        lambda: attack_tables(
+            dsn, seed, config, tables, quiet_timeout=args.quiet_timeout
+        ),
+        busy,
+        args.attempts,
+    )
+    rates = []
+    for clients, protocol in PGBENCH_RUNS:
+        command = pgbench_command(pgbench, dsn, script, clients, protocol, args.seconds)
+        rates.append(
+            quietest(
+                partial(run_pgbench, command, args.quiet_timeout), busy, args.attempts
+            )
+        )
+    for pipeline in (False, True):
+        rates.append(
+            quietest(
+                partial(
+                    driver_loop,
+                    dsn,
+                    become,
+                    args.table,
+                    args.seconds,
+                    pipeline=pipeline,
+                    quiet_timeout=args.quiet_timeout,
+                ),
+                busy,
+                args.attempts,
+            )
+        )
+    return Round(attack, rates)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -466,6 +565,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", default="public.tickets", help="pgbench's table")
     parser.add_argument("--seconds", type=int, default=10, help="pgbench -T value")
     parser.add_argument("--pgbench", type=Path, default=DEFAULT_PGBENCH)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds of every measurement"
+    )
     parser.add_argument(
         "--profile", action="store_true", help="profile attack_table with cProfile"
     )
@@ -492,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     header = machine_lines()
     heading = HEADING
     if args.quick:
-        args.seconds, args.quiet_timeout, args.attempts = 1, 0.0, 1
+        args.seconds, args.quiet_timeout, args.attempts, args.repeat = 1, 0.0, 1, 1
         heading += " (quick mode)"
     pgbench = find_pgbench(args.pgbench)
 
@@ -501,54 +603,24 @@ def main(argv: list[str] | None = None) -> int:
             tables = [args.table] if args.table in tables else tables[:1]
         if args.table not in tables:
             raise SystemExit(f"{args.table} is not a seeded customer table: {tables}")
-        attack = quietest(
-            lambda: attack_tables(
-                dsn, seed, config, tables, quiet_timeout=args.quiet_timeout
-            ),
-            busy,
-            args.attempts,
-        )
-        if args.profile:
-            attack.profile = profile_attack(dsn, seed, config, tables)
-
+        target = (config, dsn, seed, tables)
         become = become_statements(dsn, config, seed)
-        rates, commands = [], []
         with tempfile.TemporaryDirectory(prefix="assay-bench-pgbench-") as folder:
             script = Path(folder) / "probe.sql"
             script.write_text(pgbench_script(become, args.table))
-            for clients, protocol in PGBENCH_RUNS:
-                command = pgbench_command(
-                    pgbench, dsn, script, clients, protocol, args.seconds
-                )
-                rates.append(
-                    quietest(
-                        partial(run_pgbench, command, args.quiet_timeout),
-                        busy,
-                        args.attempts,
-                    )
-                )
-                commands.append(
-                    f"pgbench --no-vacuum -h SOCKET -U postgres -f probe.sql"
-                    f" -c {clients} -j {clients} -M {protocol} -T {args.seconds} CLONE"
-                )
-        for pipeline in (False, True):
-            rates.append(
-                quietest(
-                    partial(
-                        driver_loop,
-                        dsn,
-                        become,
-                        args.table,
-                        args.seconds,
-                        pipeline=pipeline,
-                        quiet_timeout=args.quiet_timeout,
-                    ),
-                    busy,
-                    args.attempts,
-                )
-            )
+            rounds = [
+                measure_round(args, pgbench, target, become, script)
+                for _ in range(args.repeat)
+            ]
+        if args.profile:
+            rounds[0].attack.profile = profile_attack(dsn, seed, config, tables)
 
-    body = report(header, attack, rates, args.table, args.seconds, commands)
+    commands = [
+        f"pgbench --no-vacuum -h SOCKET -U postgres -f probe.sql"
+        f" -c {clients} -j {clients} -M {protocol} -T {args.seconds} CLONE"
+        for clients, protocol in PGBENCH_RUNS
+    ]
+    body = report(header, rounds, args.table, args.seconds, commands)
     write_section(args.results, heading, body)
     print(f"## {heading}\n\n{body}")
     return 0
