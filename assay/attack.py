@@ -88,7 +88,7 @@ class Attack:
     """Runs every probe against one seeded database."""
 
     def __init__(self, dsn: str, seed: Seed, tenancy: TenancyConfig) -> None:
-        # Autocommit: each probe sends its own begin and rollback in a pipeline.
+        # Autocommit: each probe sends its own begin and rollback statements.
         self.conn = psycopg.connect(dsn, autocommit=True)
 
         self.seed = seed
