@@ -416,7 +416,7 @@ class Attack:
         return query, [_parameter(info.columns.get(c), values[c]) for c in columns]
 
     def deterministic(self, table: str, operation: str, actor: Actor):
-        """The canonical probes for one cell of the matrix, simplest first."""
+        """Return the canonical probes for one cell of the matrix, simplest first."""
         info = self.seed.tables[table]
         target = self._sample(table, "B")
         own = self._sample(table, "A")
@@ -452,7 +452,7 @@ class Attack:
                 if movable and actor.kind == MEMBER and not info.columns[owner].generated:
                     # Moving rows to tenant B. Without a WHERE clause PostgreSQL
                     # does not apply SELECT policies to the new row, so only the
-                    # UPDATE policy's WITH CHECK stands in the way.
+                    # UPDATE policy's WITH CHECK can reject the move.
                     probes.append(
                         (
                             sql.SQL("update {} set {} = %s").format(
@@ -1070,7 +1070,7 @@ def probe_findings(control: str, results: Iterable[ProbeResult], locate) -> list
 
 
 def matrix_lines(matrix: dict) -> list[str]:
-    """One terminal line per table: probes and the worst outcome per operation."""
+    """Return one terminal line per table: probes and the worst outcome per operation."""
     lines = []
     for table, operations in sorted(matrix.items()):
         cells = []
@@ -1090,7 +1090,7 @@ def matrix_lines(matrix: dict) -> list[str]:
 
 
 def own_rows_visible(attack: Attack, table: str) -> int | None:
-    """How many of its own rows a member of A reads; None if the read failed."""
+    """Count the own rows a member of A can read, or return None if the read failed."""
     actor = attack.actors[MEMBER]
     owner = attack.seed.owner_of(table)
     if owner is None:

@@ -51,7 +51,7 @@ CONFIG_NAME = "assay.yaml"
 
 @dataclass(frozen=True)
 class DatabaseConfig:
-    """How Assay gets a PostgreSQL server to migrate and attack."""
+    """The PostgreSQL server Assay migrates and attacks, and how to get it."""
 
     provider: Literal["auto", "url", "docker", "local", "pypi"] = "auto"
     url: str | None = None
@@ -62,7 +62,7 @@ class DatabaseConfig:
 
 @dataclass(frozen=True)
 class MigrationsConfig:
-    """Where the migrations live and how to read them."""
+    """The migrations folder and the settings for reading its files."""
 
     path: str = "supabase/migrations"
     variables: dict[str, str] = field(default_factory=dict)
@@ -71,7 +71,7 @@ class MigrationsConfig:
 
 @dataclass(frozen=True)
 class MembershipConfig:
-    """The table that says which user belongs to which tenant."""
+    """The table that records which user belongs to which tenant."""
 
     table: str = "public.members"
     tenant_column: str = "organization_id"
@@ -239,7 +239,7 @@ class CardScanConfig:
 
 @dataclass(frozen=True)
 class EvidenceConfig:
-    """Where evidence goes and how it is signed."""
+    """The evidence folder and the keys that sign it."""
 
     report_dir: str = "reports"
     signing_key_env: str = "ASSAY_SIGNING_KEY"

@@ -89,7 +89,12 @@ def render(findings: list[Finding], fmt: str) -> str:
     if fmt == "github":
         lines = []
         for f in findings:
-            kind = "error" if f.blocking else "warning" if f.level == "warning" else "notice"
+            if f.blocking:
+                kind = "error"
+            elif f.level == "warning":
+                kind = "warning"
+            else:
+                kind = "notice"
             params = []
             if f.file:
                 params.append(f"file={f.file}")

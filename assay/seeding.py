@@ -103,7 +103,7 @@ class TableInfo:
 
 @dataclass
 class Seed:
-    """What seeding produced: tenants, users and each table's rows by tenant."""
+    """The result of seeding: tenants, users and each table's rows by tenant."""
 
     tenants: tuple[SeededTenant, ...]
     outsider: SeededUser

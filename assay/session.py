@@ -331,7 +331,7 @@ class AssayRun:
         }
 
     def scan_for_canaries(self) -> None:
-        """Fail the run if any evidence file holds a canary this run planted."""
+        """Fail the run if any evidence file contains a canary this run planted."""
         files = [p for p in self.report_dir.rglob("*") if p.is_file()]
         hits = find_canaries(files, registered())
         if not hits:

@@ -37,7 +37,7 @@ def qualify(name: str, default_schema: str = "public") -> str:
 
 @dataclass(frozen=True)
 class TenancyScope:
-    """What the tenancy section means for the rules, names normalised."""
+    """The tenancy section as the rules read it, with names schema-qualified."""
 
     column: str
     tenant_table: str
@@ -163,7 +163,7 @@ def _applies_to_app(policy, scope: TenancyScope) -> bool:
 
 
 def _expressions(policy, command: str) -> list[tuple[str, str | None]]:
-    """The predicate texts PostgreSQL evaluates for `command` under `policy`."""
+    """Return the predicate texts PostgreSQL evaluates for `command` under `policy`."""
     if command in ("SELECT", "DELETE"):
         return [("USING", policy.using)]
     if command == "INSERT":
